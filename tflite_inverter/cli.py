@@ -1,0 +1,85 @@
+"""Command-line interface: a thin layer over the Python API.
+
+Exit codes: 0 success; 2 usage; 3 unreadable file; 4 invalid model; 5 unsupported ops;
+6 verification over tolerance; 7 the TFLite interpreter failed on the original; 8 output exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import InverterError
+
+EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
+6 verification over tolerance, 7 interpreter failed on the original, 8 output exists (use --force)"""
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .reader import read_model
+    from .report import build_report, render_report
+
+    model = read_model(args.model)
+    report = build_report(model, target=args.target)
+    sys.stdout.write(render_report(report, args.format))
+    return 0
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="op-coverage report: ops, quantization, rebuild support, NPU placement",
+        description="Report what a .tflite contains and what will survive: model size, subgraphs, "
+        "signatures with I/O names/shapes/dtypes/quantization, an op histogram per subgraph, each op "
+        "type's quantization kind and whether tflite-inverter can rebuild it. With --target imx8mp, "
+        "predicts per op whether the i.MX8M Plus NPU (VX delegate) or the CPU runs it, and why. "
+        "Does not import TensorFlow.",
+        epilog=EPILOG,
+    )
+    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="text (default): readable tables; markdown; json: deterministic, machine-readable")
+    p.add_argument("--target", choices=("imx8mp",), default=None,
+                   help="also predict NPU vs CPU placement for this target")
+    p.set_defaults(func=_cmd_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tflite-inverter",
+        description="Bring vendor .tflite files back to life: inspect their ops, rebuild a verified "
+        "TensorFlow SavedModel, re-quantize for integer NPUs.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_inspect(sub)
+    try:
+        from .cli_convert import add_convert
+    except ImportError:
+        add_convert = None
+    if add_convert is not None:
+        add_convert(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InverterError as exc:
+        print(f"tflite-inverter: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tflite-inverter: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The project's error types.
+
+Every failure the tool reports on purpose is a :class:`InverterError`. Each kind carries the
+process exit code the CLI uses for it, so scripts can tell "bad file" from "unsupported op" from
+"verification failed" without parsing text.
+"""
+
+from __future__ import annotations
+
+
+class InverterError(Exception):
+    """Base class of every error tflite-inverter raises on purpose."""
+
+    exit_code = 1
+
+
+class ModelFileError(InverterError):
+    """The path cannot be read as a file: missing, a directory, unreadable, empty."""
+
+    exit_code = 3
+
+
+class InvalidModelError(InverterError):
+    """The bytes are not a valid TFLite flatbuffer (truncated, corrupted or hostile).
+
+    The message names the place: which table/field, which subgraph/operator/tensor.
+    """
+
+    exit_code = 4
+
+
+class UnsupportedOpError(InverterError):
+    """One or more ops (or op options) cannot be rebuilt.
+
+    ``problems`` lists every one found, each with its location, so a user sees all of them at once.
+    """
+
+    exit_code = 5
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        head = f"{len(self.problems)} unsupported op(s) or option(s):"
+        super().__init__("\n  ".join([head, *self.problems]))
+
+
+class VerificationError(InverterError):
+    """The rebuilt model does not reproduce the original within tolerance."""
+
+    exit_code = 6
+
+
+class InterpreterError(InverterError):
+    """The TFLite interpreter could not load or run the original model (it may even crash)."""
+
+    exit_code = 7
+
+
+class OutputExistsError(InverterError):
+    """The output exists and --force was not given: nothing is overwritten silently."""
+
+    exit_code = 8
+
+
+class UsageError(InverterError):
+    """A command-line or API argument is wrong (bad input file for --inputs, wrong shapes, ...)."""
+
+    exit_code = 2

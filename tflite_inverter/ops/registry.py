@@ -1,0 +1,135 @@
+"""The rebuilder registry: op key -> rebuild function.
+
+A rebuilder is a small function ``fn(ctx) -> list of output values`` registered with
+``@register("CONV_2D", ...)``. It receives an :class:`~tflite_inverter.rebuild.OpContext` (the
+operator with its decoded options, its input values, its constants) and returns one value per
+operator output. It knows nothing about files, CLIs or other ops.
+
+An optional ``check(op, subgraph) -> list[str]`` names option values the rebuilder cannot honour; the
+rebuilder runs every check before building anything, so all problems are reported at once.
+
+Keys are builtin names (``"CONV_2D"``) or ``"CUSTOM:<custom_code>"``. A key ending in ``*`` matches
+by prefix (``"CUSTOM:Flex*"`` handles every Flex op).
+
+Importing this module and the family modules does not import TensorFlow (see :mod:`.._tf`), so the
+coverage report can ask the registry what is supported cheaply.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..ir import Operator, Subgraph
+
+RebuildFn = Callable[[Any], Sequence[Any]]
+CheckFn = Callable[[Operator, Subgraph], list[str]]
+
+#: Modules holding rebuilders, one per op family. A new family is one line here.
+FAMILIES: tuple[str, ...] = (
+    "elementwise",
+    "conv",
+    "pool",
+    "nn",
+    "shape",
+    "reduce",
+    "resize",
+    "quant",
+    "control_flow",
+    "recurrent",
+    "misc",
+    "custom.mediapipe",
+    "custom.detection",
+    "custom.flex",
+)
+
+#: Ops no rebuilder can ever reproduce, with the reason given to users.
+REFUSED: dict[str, str] = {
+    "CUSTOM:edgetpu-custom-op": "a graph compiled for the Coral Edge TPU into an opaque binary blob; "
+    "rebuild from the model before edgetpu_compiler",
+    "CUSTOM:ethos-u": "a graph compiled by Vela for the Arm Ethos-U NPU into an opaque command stream; "
+    "rebuild from the model before Vela",
+    "CUSTOM:NeutronGraph": "a graph compiled for the NXP eIQ Neutron NPU into an opaque binary blob; "
+    "rebuild from the model before the Neutron converter",
+    "CUSTOM:vsi-npu": "a precompiled VeriSilicon network binary (NBG)",
+    "CUSTOM:fake-op-double": "a test placeholder op with no defined semantics",
+    "CUSTOM:FakeOp": "a test placeholder op with no defined semantics",
+    "CUSTOM:FlexDouble": "a test placeholder Flex op with no TensorFlow kernel",
+}
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    key: str
+    fn: RebuildFn
+    family: str
+    check: CheckFn | None = None
+
+
+_REGISTRY: dict[str, OpSpec] = {}
+_loaded = False
+
+
+def register(*keys: str, check: CheckFn | None = None) -> Callable[[RebuildFn], RebuildFn]:
+    """Register ``fn`` as the rebuilder of every op key in ``keys``."""
+
+    def deco(fn: RebuildFn) -> RebuildFn:
+        family = fn.__module__.rsplit(".ops.", 1)[-1]
+        for key in keys:
+            if key in _REGISTRY and _REGISTRY[key].fn is not fn:
+                raise RuntimeError(f"op {key} registered twice ({_REGISTRY[key].family} and {family})")
+            _REGISTRY[key] = OpSpec(key, fn, family, check)
+        return fn
+
+    return deco
+
+
+def load_all() -> None:
+    """Import every family module (cheap: none of them imports TensorFlow at import time)."""
+    global _loaded
+    if _loaded:
+        return
+    for fam in FAMILIES:
+        try:
+            importlib.import_module(f"{__package__}.{fam}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{fam}":
+                raise
+    _loaded = True
+
+
+def registered() -> dict[str, OpSpec]:
+    """Every registered op key and its spec."""
+    load_all()
+    return dict(_REGISTRY)
+
+
+def find(key: str) -> OpSpec | None:
+    """The spec for an op key (exact match first, then the longest prefix pattern)."""
+    load_all()
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    best: OpSpec | None = None
+    for k, spec in _REGISTRY.items():
+        if k.endswith("*") and key.startswith(k[:-1]) and (best is None or len(k) > len(best.key)):
+            best = spec
+    return best
+
+
+def support(op: Operator, subgraph: Subgraph) -> tuple[bool, str | None]:
+    """Whether ``op`` can be rebuilt, and if not, why (one line per problem)."""
+    if op.key in REFUSED:
+        return False, REFUSED[op.key]
+    if op.options_type and op.options_type.startswith("UNKNOWN_OPTIONS"):
+        return False, f"options type {op.options_type} is newer than the bundled schema"
+    spec = find(op.key)
+    if spec is None:
+        what = "custom op" if op.name == "CUSTOM" else "builtin op"
+        return False, f"no rebuilder for {what} {op.key}"
+    if spec.check is not None:
+        problems = spec.check(op, subgraph)
+        if problems:
+            return False, "; ".join(problems)
+    return True, None
