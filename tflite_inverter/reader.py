@@ -299,8 +299,8 @@ class _Builder:
                 raise self.fail(f"signature {key!r}: subgraph {sgi}, but there are {len(subgraphs)} subgraphs")
             nt = len(subgraphs[sgi].tensors)
 
-            def maps(items: Iterable[dict[str, Any]], what: str, key: str = key, nt: int = nt
-                     ) -> tuple[tuple[str, int], ...]:
+            def maps(items: Iterable[dict[str, Any]], what: str, key: str = key, nt: int = nt,
+                     sgi: int = sgi) -> tuple[tuple[str, int], ...]:
                 out = []
                 for m in items or []:
                     ti = int(m.get("tensor_index") or 0)

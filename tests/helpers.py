@@ -1,0 +1,156 @@
+"""Test helpers: build a .tflite from TensorFlow code, run it in the interpreter and rebuilt, compare.
+
+Op tests use these so that each one is: a tiny model, its inputs, and an assertion with a tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+
+from tflite_inverter.reader import read_model  # noqa: E402
+from tflite_inverter.rebuild import RebuildOptions, make_module  # noqa: E402
+
+
+def to_tflite(fn: Callable[..., Any], specs: Sequence[tf.TensorSpec], mode: str = "float",
+              calibration: Sequence[Sequence[np.ndarray]] | None = None, seed: int = 0,
+              flex: bool = False) -> bytes:
+    """Convert ``fn`` (a Python function of tensors) with the TFLite converter.
+
+    mode: ``float``, ``fp16`` (float16 weights), ``dynamic`` (dynamic-range int8 weights), ``int8``
+    (full integer, int8 I/O), ``uint8`` (full integer, uint8 I/O), ``int8_float_io`` (full integer
+    kernels, float I/O), ``int8_per_tensor``, ``int16x8``.
+    """
+    f = tf.function(fn, input_signature=list(specs), autograph=False)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()])
+    if flex:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    if mode == "float":
+        pass
+    elif mode == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif mode == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    else:
+        rng = np.random.default_rng(seed)
+
+        def rep():
+            if calibration is not None:
+                for sample in calibration:
+                    yield [np.asarray(s, dtype=np.float32) for s in sample]
+                return
+            for _ in range(32):
+                yield [rng.uniform(-1, 1, size=[d or 1 for d in s.shape]).astype(np.float32) for s in specs]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = rep
+        if mode == "int16x8":
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        else:
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if mode in ("int8", "int8_per_tensor"):
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+        elif mode == "uint8":
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.uint8
+        if mode == "int8_per_tensor":
+            conv._experimental_disable_per_channel = True
+    return conv.convert()
+
+
+def run_interpreter(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run subgraph 0 of ``model`` in the TFLite interpreter (in-process: test models are trusted)."""
+    it = Interpreter(model_content=model)
+    details = it.get_input_details()
+    for d, a in zip(details, inputs):
+        if tuple(d["shape"]) != a.shape:
+            it.resize_tensor_input(d["index"], a.shape)
+    it.allocate_tensors()
+    for d, a in zip(it.get_input_details(), inputs):
+        it.set_tensor(d["index"], np.asarray(a, dtype=d["dtype"]))
+    it.invoke()
+    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
+
+
+def run_rebuilt(model: bytes, inputs: Sequence[np.ndarray], **options: Any) -> list[np.ndarray]:
+    """Rebuild ``model`` (no SavedModel round trip) and run its first signature."""
+    ir_model = read_model(model)
+    module = make_module(ir_model, RebuildOptions(**options))
+    plan = module.plans[0]
+    fn = module.concrete[plan.key]
+    feed = {s.name: tf.constant(np.asarray(a, dtype=s.dtype.as_numpy_dtype)) for s, a in zip(plan.inputs, inputs)}
+    out = fn(**feed)
+    return [out[s.name].numpy() for s in plan.outputs]
+
+
+def random_like(specs: Sequence[tf.TensorSpec], seed: int = 0, low: float = -1.0, high: float = 1.0
+                ) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in specs:
+        shape = [d or 1 for d in s.shape]
+        if s.dtype.is_floating:
+            out.append(rng.uniform(low, high, size=shape).astype(s.dtype.as_numpy_dtype))
+        elif s.dtype == tf.bool:
+            out.append(rng.integers(0, 2, size=shape).astype(bool))
+        else:
+            out.append(rng.integers(0, 4, size=shape).astype(s.dtype.as_numpy_dtype))
+    return out
+
+
+def quantized_inputs(model: bytes, float_inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Quantize float inputs with the model's input parameters (for int8/uint8-I/O models)."""
+    it = Interpreter(model_content=model)
+    out = []
+    for d, a in zip(it.get_input_details(), float_inputs):
+        scale, zp = d["quantization"]
+        if scale:
+            info = np.iinfo(d["dtype"])
+            a = np.clip(np.round(a / scale) + zp, info.min, info.max).astype(d["dtype"])
+        out.append(a)
+    return out
+
+
+def assert_float_close(model: bytes, inputs: Sequence[np.ndarray], rtol: float = 1e-5, atol: float = 1e-5
+                       ) -> float:
+    """Rebuilt outputs equal the interpreter's within ``atol + rtol * max|ref|``; returns max error."""
+    ref = run_interpreter(model, inputs)
+    got = run_rebuilt(model, inputs)
+    assert len(ref) == len(got)
+    worst = 0.0
+    for r, g in zip(ref, got):
+        assert r.shape == g.shape, (r.shape, g.shape)
+        if r.dtype.kind in "iub":
+            np.testing.assert_array_equal(g, r)
+            continue
+        err = float(np.max(np.abs(r.astype(np.float64) - g))) if r.size else 0.0
+        bound = atol + rtol * float(np.max(np.abs(r))) if r.size else atol
+        assert err <= bound, f"max abs err {err:.3g} > {bound:.3g}"
+        worst = max(worst, err)
+    return worst
+
+
+def assert_quantized_close(model: bytes, inputs: Sequence[np.ndarray], max_lsb: int = 2,
+                           min_within_1: float = 0.99) -> tuple[float, float]:
+    """Integer outputs: >= ``min_within_1`` of elements within 1 LSB, none beyond ``max_lsb``."""
+    ref = run_interpreter(model, inputs)
+    got = run_rebuilt(model, inputs)
+    worst, frac = 0.0, 1.0
+    for r, g in zip(ref, got):
+        assert r.shape == g.shape and r.dtype == g.dtype, (r.shape, g.shape, r.dtype, g.dtype)
+        d = np.abs(r.astype(np.int64) - g.astype(np.int64))
+        worst = max(worst, float(d.max()) if d.size else 0.0)
+        frac = min(frac, float(np.mean(d <= 1)) if d.size else 1.0)
+    assert worst <= max_lsb, f"max error {worst} LSB > {max_lsb}"
+    assert frac >= min_within_1, f"only {frac:.2%} within 1 LSB"
+    return worst, frac

@@ -1,0 +1,60 @@
+"""Child process that runs the original model in the TFLite interpreter.
+
+Run as ``python -m tflite_inverter._interp_child MODEL RUNS.json IN.npz OUT.npz``. It lives in its
+own process because the interpreter can crash (segfault) on real files; the parent turns a crash
+into a clear message instead of dying with it. It imports only the interpreter, not TensorFlow,
+when ``ai_edge_litert`` is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+
+
+def _interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # fall back to TensorFlow's (deprecated in TF 2.21)
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    return Interpreter
+
+
+def main(argv: list[str]) -> int:
+    model_path, runs_path, in_path, out_path = argv
+    with open(runs_path) as fh:
+        runs = json.load(fh)
+    inputs = np.load(in_path, allow_pickle=False)
+    interp = _interpreter_class()(model_path=model_path)
+    results: dict[str, np.ndarray] = {}
+    meta = []
+    for r, run in enumerate(runs):
+        arrays = [inputs[f"r{r}_i{k}"] for k in range(len(run["inputs"]))]
+        if run["signature"] is not None:
+            runner = interp.get_signature_runner(run["signature"])
+            out = runner(**dict(zip(run["inputs"], arrays)))
+            names = list(run["outputs"])
+            outs = [out[n] for n in names]
+        else:
+            details = interp.get_input_details()
+            for d, a in zip(details, arrays):
+                if tuple(d["shape"]) != a.shape:
+                    interp.resize_tensor_input(d["index"], a.shape)
+            interp.allocate_tensors()
+            for d, a in zip(interp.get_input_details(), arrays):
+                interp.set_tensor(d["index"], a)
+            interp.invoke()
+            outs = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
+        for k, o in enumerate(outs):
+            results[f"r{r}_o{k}"] = np.asarray(o)
+        meta.append(len(outs))
+    np.savez(out_path, **results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,47 @@
+"""The ``convert`` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+
+from .cli import EPILOG
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import _stderr, convert
+    from .verify import format_checks
+
+    result = convert(args.model, args.output, force=args.force, float_io=args.float_io,
+                     fake_quant=not args.no_fake_quant, inputs=args.inputs, tolerance=args.tolerance,
+                     verify=not args.no_verify, report=args.report, progress=_stderr)
+    if result.verified:
+        print(format_checks(result.checks))
+    print(f"SavedModel written to {result.output_dir} (signatures: {', '.join(result.signatures)}; "
+          f"{result.seconds:.1f} s)" + ("" if result.verified else "; NOT verified (--no-verify)"))
+    return 0
+
+
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="rebuild a .tflite as a verified, trainable TensorFlow SavedModel",
+        description="Rebuild MODEL as a TF2 SavedModel (weights as tf.Variables, one signature per "
+        "SignatureDef of the file, same input/output names) and verify it against the original run in "
+        "the TFLite interpreter, output by output. Quantized models are rebuilt 'faithfully': each "
+        "quantized tensor is rounded onto its recorded integer grid, and integer model I/O is kept.",
+        epilog=EPILOG)
+    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="SavedModel directory to write")
+    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--float-io", action="store_true",
+                   help="float32 inputs/outputs even where the model has integer (quantized) I/O")
+    p.add_argument("--no-fake-quant", action="store_true",
+                   help="clean float graph: do not round quantized tensors onto their integer grid")
+    p.add_argument("--inputs", metavar="X.npz",
+                   help="verification inputs: .npz keyed by input name, or .npy for a single input "
+                   "(default: seeded random inputs)")
+    p.add_argument("--tolerance", type=float, default=None, metavar="T",
+                   help="float outputs pass when max abs error <= T x max|reference| (default 1e-4; "
+                   "quantized outputs are judged in LSBs)")
+    p.add_argument("--no-verify", action="store_true", help="skip verification against the interpreter")
+    p.add_argument("--report", metavar="R.json", help="write the verification numbers as JSON")
+    p.set_defaults(func=_cmd_convert)

@@ -1,0 +1,167 @@
+"""``convert``: .tflite -> verified TF2 SavedModel, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import ir
+from .errors import OutputExistsError, UsageError, VerificationError
+from .reader import read_model
+from .verify import (
+    IOPlan,
+    OutputCheck,
+    _lsb_scale,
+    compare_output,
+    format_checks,
+    is_quantized_model,
+    load_inputs,
+    random_inputs,
+    run_tflite,
+)
+
+
+@dataclass
+class ConvertResult:
+    output_dir: str
+    signatures: list[str]
+    checks: list[OutputCheck] = field(default_factory=list)
+    verified: bool = False
+    passed: bool = True
+    seconds: float = 0.0
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"output_dir": self.output_dir, "signatures": self.signatures, "verified": self.verified,
+                "passed": self.passed, "seconds": round(self.seconds, 3), "note": self.note,
+                "outputs": [c.to_json() for c in self.checks]}
+
+
+def _log(progress: Callable[[str], None] | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
+    plans = []
+    for p in module.plans:
+        plans.append(IOPlan(
+            signature=p.key if model.signatures else None, key=p.key,
+            tflite_inputs=list(p.tflite_input_names), tflite_outputs=list(p.tflite_output_names),
+            saved_inputs=[s.name for s in p.inputs], saved_outputs=[s.name for s in p.outputs],
+            input_tensors=[s.tensor for s in p.inputs], output_tensors=[s.tensor for s in p.outputs],
+            input_dtypes=[np.dtype(s.dtype.as_numpy_dtype) for s in p.inputs]))
+    return plans
+
+
+def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: list[IOPlan],
+                       inputs_path: str | None = None, tolerance: float | None = None, seed: int = 0
+                       ) -> list[OutputCheck]:
+    """Run the original (interpreter, child process) and the saved SavedModel on the same inputs."""
+    from ._tf import tf
+
+    feeds = [load_inputs(inputs_path, p) if inputs_path else random_inputs(p, seed) for p in plans]
+    refs = run_tflite(model_path, [(p.signature, p.tflite_inputs, p.tflite_outputs, f)
+                                   for p, f in zip(plans, feeds)])
+    loaded = tf.saved_model.load(saved_dir)
+    quantized = is_quantized_model(model)
+    checks = []
+    for p, feed, ref in zip(plans, feeds, refs):
+        sg = model.subgraphs[0] if p.signature is None else model.subgraphs[
+            next(s.subgraph_index for s in model.signatures if s.key == p.signature)]
+        fn = loaded.signatures[p.key]
+        kwargs = {}
+        for name, a, t, dt in zip(p.saved_inputs, feed, p.input_tensors, p.input_dtypes):
+            if dt != a.dtype:  # --float-io: the rebuilt model takes real values
+                from .ops.common import dequantize_array
+
+                a = dequantize_array(a, t.quantization)
+            kwargs[name] = tf.constant(a)
+        out = fn(**kwargs)
+        for k, (name, t) in enumerate(zip(p.saved_outputs, p.output_tensors)):
+            got = out[name].numpy()
+            r = ref[k] if k < len(ref) else np.zeros(0)
+            if got.dtype != r.dtype and t.is_quantized and r.dtype.kind in "iu":
+                from .ops.common import dequantize_array
+
+                r = dequantize_array(r, t.quantization)  # --float-io: compare real values
+            checks.append(compare_output(p.key, name, r, got, t, _lsb_scale(model, sg, t), quantized, tolerance))
+    return checks
+
+
+def _replace_dir(tmp: str, out: str) -> None:
+    """Move ``tmp`` into place as ``out``; an old ``out`` is removed only after the new one is there."""
+    if os.path.exists(out):
+        old = out.rstrip("/") + f".old-{os.getpid()}"
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: bool = False,
+            fake_quant: bool = True, inputs: str | None = None, tolerance: float | None = None,
+            verify: bool = True, report: str | None = None, progress: Callable[[str], None] | None = None
+            ) -> ConvertResult:
+    """Rebuild ``model_path`` as a TF2 SavedModel in ``output_dir`` and verify it.
+
+    Raises :class:`UnsupportedOpError` (every unsupported op at once) before building anything,
+    :class:`OutputExistsError` if ``output_dir`` exists without ``force``, and
+    :class:`VerificationError` when an output is over tolerance (the SavedModel is still written).
+    """
+    from .rebuild import RebuildOptions, check_supported, make_module
+
+    start = time.time()
+    if os.path.exists(output_dir) and not force:
+        raise OutputExistsError(f"{output_dir} exists; pass --force to replace it")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError(f"{output_dir} exists and is not a directory")
+    if inputs is not None and not os.path.isfile(inputs):
+        raise UsageError(f"--inputs {inputs}: no such file")
+    model = read_model(model_path)
+    check_supported(model)
+    _log(progress, f"read {os.path.basename(model_path)}: {sum(len(s.operators) for s in model.subgraphs)} ops in "
+                   f"{len(model.subgraphs)} subgraph(s)")
+    from ._tf import tf
+
+    module = make_module(model, RebuildOptions(fake_quant=fake_quant, float_io=float_io))
+    plans = io_plans(model, module)
+    parent = os.path.dirname(os.path.abspath(output_dir)) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tflite-inverter-", dir=parent)
+    try:
+        _log(progress, "saving SavedModel")
+        tf.saved_model.save(module, tmp, signatures=dict(module.concrete))
+        result = ConvertResult(output_dir=output_dir, signatures=[p.key for p in plans])
+        if verify:
+            _log(progress, "verifying against the TFLite interpreter")
+            result.checks = verify_saved_model(model, model_path, tmp, plans, inputs, tolerance)
+            result.verified = True
+            result.passed = all(c.passed for c in result.checks)
+        _replace_dir(tmp, output_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.seconds = time.time() - start
+    if report:
+        with open(report, "w") as fh:
+            json.dump(result.to_json(), fh, indent=2, sort_keys=True)
+    if result.verified and not result.passed:
+        bad = [c for c in result.checks if not c.passed]
+        raise VerificationError(f"{len(bad)} output(s) over tolerance (SavedModel written to {output_dir}):\n"
+                                + format_checks(result.checks))
+    return result
+
+
+def _stderr(msg: str) -> None:
+    print(f"tflite-inverter: {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,122 @@
+"""Semantics shared by many rebuilders, written once.
+
+Fused activations, TFLite padding rules, dequantization of constants and fake quantization live
+here so that every op family applies them the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._tf import tf
+from ..errors import UnsupportedOpError
+from ..ir import Quantization, Tensor
+
+#: Every ActivationFunctionType value the schema defines, and how to apply it.
+FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT")
+
+
+def apply_activation(x: Any, name: str, where: str = "") -> Any:
+    """Apply a TFLite fused activation to ``x``.
+
+    The forms chosen are the ones TensorFlow's converter fuses back into the producing op
+    (``tf.nn.relu``, ``tf.nn.relu6``, ``clip(-1, 1)``), so a round trip adds no op.
+    """
+    if name == "NONE":
+        return x
+    if name == "RELU":
+        return tf.nn.relu(x)
+    if name == "RELU6":
+        return tf.nn.relu6(x)
+    if name == "RELU_N1_TO_1":
+        return tf.clip_by_value(x, -1.0, 1.0)
+    if name == "TANH":
+        return tf.tanh(x)
+    if name == "SIGN_BIT":
+        # TFLite defines SIGN_BIT as 1 where the sign bit is set (x < 0), else 0 (kTfLiteActSignBit).
+        return tf.cast(tf.less(x, tf.zeros_like(x)), x.dtype)
+    raise UnsupportedOpError([f"{where}: fused activation {name!r} is not defined by the schema"])
+
+
+def check_activation(options: dict[str, Any]) -> list[str]:
+    act = options.get("fused_activation_function", "NONE")
+    return [] if act in FUSED_ACTIVATIONS else [f"fused activation {act!r} unknown"]
+
+
+def tf_padding(padding: str, where: str) -> str:
+    if padding in ("SAME", "VALID"):
+        return padding
+    raise UnsupportedOpError([f"{where}: padding {padding!r} is not SAME or VALID"])
+
+
+def dequantize_array(data: np.ndarray, q: Quantization | None) -> np.ndarray:
+    """``scale * (q - zero_point)`` with per-tensor or per-axis parameters, as float32."""
+    if q is None or not q.is_quantized:
+        return np.asarray(data, dtype=np.float32)
+    x = np.asarray(data).astype(np.float32)
+    scale = q.scale.astype(np.float32)
+    zp = q.zero_point.astype(np.float32)
+    if scale.size > 1 and x.ndim:
+        shape = [1] * x.ndim
+        shape[q.quantized_dimension] = scale.size
+        scale = scale.reshape(shape)
+        zp = zp.reshape(shape) if zp.size == scale.size else zp
+    return ((x - zp) * scale).astype(np.float32)
+
+
+def integer_range(type_name: str) -> tuple[int, int]:
+    return {
+        "INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767), "INT4": (-8, 7),
+        "UINT4": (0, 15), "INT32": (-(2 ** 31), 2 ** 31 - 1), "INT64": (-(2 ** 63), 2 ** 63 - 1),
+        "UINT16": (0, 65535), "UINT32": (0, 2 ** 32 - 1),
+    }[type_name]
+
+
+def _q_params(t: Tensor) -> tuple[Any, Any, float, float]:
+    q = t.quantization
+    scale = q.scale.astype(np.float32)
+    zp = q.zero_point.astype(np.float32)
+    if scale.size > 1 and len(t.shape) > 1:
+        shape = [1] * len(t.shape)
+        shape[q.quantized_dimension] = scale.size
+        scale = scale.reshape(shape)
+        zp = zp.reshape(shape)
+    elif scale.size == 1:
+        scale, zp = scale.reshape(()), zp.reshape(())
+    lo, hi = integer_range(t.type_name)
+    return scale, zp, float(lo), float(hi)
+
+
+def round_half_away(x: Any) -> Any:
+    """TFLite rounds half away from zero (std::round); tf.round rounds half to even."""
+    return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)
+
+
+def fake_quant(x: Any, t: Tensor) -> Any:
+    """Round ``x`` onto the integer grid recorded for tensor ``t`` and map it back to real values."""
+    scale, zp, lo, hi = _q_params(t)
+    q = tf.clip_by_value(round_half_away(x / scale) + zp, lo, hi)
+    return (q - zp) * scale
+
+
+def quantize_to_int(x: Any, t: Tensor) -> Any:
+    """Real values -> the integer tensor ``t`` declares (used at integer model outputs)."""
+    scale, zp, lo, hi = _q_params(t)
+    q = tf.clip_by_value(round_half_away(x / scale) + zp, lo, hi)
+    return tf.cast(q, t.dtype)
+
+
+def dequantize_int(x: Any, t: Tensor) -> Any:
+    """Integer tensor ``t`` -> real values (used at integer model inputs)."""
+    scale, zp, _, _ = _q_params(t)
+    return (tf.cast(x, tf.float32) - zp) * scale
+
+
+def same_padding_amounts(in_size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TFLite's SAME padding (before, after) for one spatial dimension."""
+    eff = (kernel - 1) * dilation + 1
+    out = (in_size + stride - 1) // stride
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return total // 2, total - total // 2

@@ -1,0 +1,398 @@
+"""Rebuild: IR -> a TF2 ``tf.Module`` with one ``tf.function`` per signature.
+
+The builder walks each subgraph in execution order and feeds every operator to its registered
+rebuilder (see :mod:`.ops.registry`). It owns the value table, the weights (``tf.Variable`` so the
+model can be fine-tuned), the state of variable tensors and resource variables, subgraph calls
+(WHILE/IF bodies), the signatures, and fake-quant placement.
+
+Values are kept in the *real* domain: a quantized tensor (int8/uint8/int16 with a scale) is carried
+as float32. In the default faithful mode every quantized op output is rounded onto its recorded
+integer grid (fake quantization), which makes the float graph reproduce the integer model; model
+inputs and outputs keep their integer dtypes unless ``float_io``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import ir
+from ._tf import tf
+from .errors import InvalidModelError, UnsupportedOpError
+from .ops import common, registry
+
+
+@dataclass(frozen=True)
+class RebuildOptions:
+    fake_quant: bool = True  # faithful: round quantized tensors onto their integer grid
+    float_io: bool = False  # float32 inputs/outputs even where the model has integer I/O
+
+
+def sanitize(name: str, fallback: str) -> str:
+    """A name limited to ``[A-Za-z0-9_]`` that does not start with a digit (SavedModel keys)."""
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name or "").strip("_")
+    s = re.sub(r"_+", "_", s)
+    if not s:
+        s = fallback
+    if s[0].isdigit():
+        s = "t_" + s
+    return s
+
+
+_TF_DTYPES = {
+    "FLOAT32": "float32", "FLOAT16": "float16", "FLOAT64": "float64", "INT32": "int32", "UINT8": "uint8",
+    "INT64": "int64", "STRING": "string", "BOOL": "bool", "INT16": "int16", "COMPLEX64": "complex64",
+    "COMPLEX128": "complex128", "INT8": "int8", "UINT64": "uint64", "UINT32": "uint32", "UINT16": "uint16",
+    "BFLOAT16": "bfloat16", "RESOURCE": "resource", "VARIANT": "variant",
+}
+
+
+def tf_dtype(type_name: str) -> Any:
+    name = _TF_DTYPES.get(type_name)
+    if name is None:
+        raise UnsupportedOpError([f"tensor type {type_name} has no TensorFlow equivalent"])
+    return getattr(tf, name)
+
+
+def is_real_quantized(t: ir.Tensor) -> bool:
+    """Quantized integer tensors are carried as float32 real values."""
+    return t.is_quantized and t.type_name in ("INT8", "UINT8", "INT16", "INT32", "INT4", "INT64")
+
+
+def value_dtype(t: ir.Tensor) -> Any:
+    """The dtype a tensor has inside the rebuilt graph."""
+    return tf.float32 if is_real_quantized(t) else tf_dtype(t.type_name)
+
+
+class OpContext:
+    """What a rebuilder sees: one operator, its options, its inputs, and helpers for weights/state."""
+
+    def __init__(self, builder: GraphBuilder, subgraph: ir.Subgraph, op: ir.Operator, values: dict[int, Any]):
+        self.builder = builder
+        self.subgraph = subgraph
+        self.op = op
+        self.options = op.options
+        self._values = values
+
+    # -- identity ---------------------------------------------------------------------------------
+    @property
+    def where(self) -> str:
+        return self.subgraph.where(self.op)
+
+    def unsupported(self, why: str) -> UnsupportedOpError:
+        """An error naming this operator; ``raise ctx.unsupported("...")``."""
+        return UnsupportedOpError([f"{self.where}: {why}"])
+
+    # -- inputs and outputs -----------------------------------------------------------------------
+    @property
+    def num_inputs(self) -> int:
+        return len(self.op.inputs)
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.op.outputs)
+
+    def has_input(self, i: int) -> bool:
+        return i < len(self.op.inputs) and self.op.inputs[i] >= 0
+
+    def in_tensor(self, i: int) -> ir.Tensor | None:
+        if not self.has_input(i):
+            return None
+        return self.subgraph.tensors[self.op.inputs[i]]
+
+    def out_tensor(self, i: int = 0) -> ir.Tensor:
+        return self.subgraph.tensors[self.op.outputs[i]]
+
+    def out_dtype(self, i: int = 0) -> Any:
+        return value_dtype(self.out_tensor(i))
+
+    def input(self, i: int) -> Any:
+        """The value of input ``i`` (``None`` for an absent optional input)."""
+        if not self.has_input(i):
+            return None
+        return self.builder.value(self.subgraph, self.op.inputs[i], self._values)
+
+    @property
+    def inputs(self) -> list[Any]:
+        return [self.input(i) for i in range(self.num_inputs)]
+
+    def is_const(self, i: int) -> bool:
+        t = self.in_tensor(i)
+        return t is not None and t.is_constant
+
+    def const(self, i: int) -> np.ndarray | None:
+        """Input ``i`` as a numpy array if it is a constant (quantized data dequantized to float32,
+        float16 widened to float32), else ``None``. Use it for parameters (shapes, axes, paddings)."""
+        t = self.in_tensor(i)
+        if t is None or not t.is_constant:
+            return None
+        return self.builder.const_array(t, self.where)
+
+    def weight(self, i: int, transform: Callable[[np.ndarray], np.ndarray] | None = None,
+               tag: str = "") -> Any:
+        """Input ``i`` (a constant) as a trainable ``tf.Variable`` after an optional numpy layout
+        transform (``tag`` names the transform so one constant used two ways gets two variables)."""
+        t = self.in_tensor(i)
+        if t is None or not t.is_constant:
+            raise self.unsupported(f"input {i} must be a constant weight")
+        return self.builder.weight(self.subgraph, t, transform, tag, self.where)
+
+    def activation(self, x: Any, key: str = "fused_activation_function") -> Any:
+        return common.apply_activation(x, self.options.get(key, "NONE"), self.where)
+
+    # -- state and subgraphs ----------------------------------------------------------------------
+    def state(self, i: int) -> Any:
+        """The ``tf.Variable`` behind variable tensor input ``i`` (``is_variable``)."""
+        t = self.in_tensor(i)
+        if t is None:
+            raise self.unsupported(f"input {i} is absent but must be a state tensor")
+        return self.builder.state_variable(self.subgraph, t)
+
+    def run_subgraph(self, index: int, inputs: Sequence[Any]) -> list[Any]:
+        return self.builder.run_subgraph(index, list(inputs))
+
+
+class GraphBuilder:
+    """Interprets IR subgraphs into TensorFlow ops while a ``tf.function`` traces."""
+
+    def __init__(self, model: ir.Model, options: RebuildOptions, module: tf.Module):
+        self.model = model
+        self.options = options
+        self.module = module
+        self._weights: dict[tuple[int, int, str], Any] = {}
+        self._state: dict[Any, Any] = {}
+
+    # -- constants and weights --------------------------------------------------------------------
+    def const_array(self, t: ir.Tensor, where: str) -> np.ndarray:
+        if t.sparsity is not None:
+            from .ops.sparse import densify  # local: only sparse models need it
+
+            data = densify(t)
+        else:
+            data = t.data()
+        if t.is_quantized and t.type_name not in ("FLOAT32", "FLOAT16"):
+            return common.dequantize_array(data, t.quantization)
+        if t.type_name == "FLOAT16":
+            return np.asarray(data, dtype=np.float32)
+        return np.asarray(data)
+
+    def weight(self, sg: ir.Subgraph, t: ir.Tensor, transform: Callable[[np.ndarray], np.ndarray] | None,
+               tag: str, where: str) -> Any:
+        key = (sg.index, t.index, tag)
+        if key not in self._weights:
+            arr = self.const_array(t, where)
+            if transform is not None:
+                arr = transform(arr)
+            arr = np.ascontiguousarray(arr)
+            trainable = arr.dtype.kind in "fc"
+            name = sanitize(t.name, f"tensor_{t.index}")
+            with tf.init_scope():
+                var = tf.Variable(arr, name=name, trainable=trainable)
+            self._weights[key] = var
+            self.module.tflite_weights.append(var)
+        return self._weights[key]
+
+    def state_variable(self, sg: ir.Subgraph, t: ir.Tensor) -> Any:
+        key = (sg.index, t.index)
+        if key not in self._state:
+            if t.is_constant:
+                init = self.const_array(t, "")
+            else:
+                shape = [max(d, 1) if d >= 0 else 1 for d in t.shape_signature] if t.shape_signature else list(t.shape)
+                init = np.zeros(shape, dtype=np.float32 if is_real_quantized(t) else t.dtype)
+            with tf.init_scope():
+                var = tf.Variable(init, name=sanitize(t.name, f"state_{t.index}"), trainable=False)
+            self._state[key] = var
+            self.module.tflite_state.append(var)
+        return self._state[key]
+
+    def resource(self, key: Any, create: Callable[[], Any]) -> Any:
+        """A named piece of module state (resource variables, hash tables), created once."""
+        if key not in self._state:
+            with tf.init_scope():
+                self._state[key] = create()
+            self.module.tflite_state.append(self._state[key])
+        return self._state[key]
+
+    # -- values -----------------------------------------------------------------------------------
+    def value(self, sg: ir.Subgraph, ti: int, values: dict[int, Any]) -> Any:
+        if ti in values:
+            return values[ti]
+        t = sg.tensors[ti]
+        if t.is_variable:
+            return self.state_variable(sg, t).read_value()
+        if t.is_constant:
+            if t.type_name in ("FLOAT32", "FLOAT16") or is_real_quantized(t):
+                v = tf.identity(self.weight(sg, t, None, "", ""))
+                if t.type_name == "FLOAT16" and not t.is_quantized:
+                    v = tf.cast(v, tf.float16)
+            else:
+                v = tf.constant(self.const_array(t, ""), dtype=tf_dtype(t.type_name))
+            values[ti] = v
+            return v
+        raise InvalidModelError(f"subgraph {sg.index}: tensor {ti} ({t.name!r}) is read before any operator "
+                                "produces it")
+
+    def post_output(self, sg: ir.Subgraph, ti: int, v: Any) -> Any:
+        t = sg.tensors[ti]
+        want = value_dtype(t)
+        if v.dtype != want and want not in (tf.resource, tf.variant):
+            v = tf.cast(v, want)
+        if self.options.fake_quant and is_real_quantized(t):
+            v = common.fake_quant(v, t)
+        return v
+
+    # -- execution --------------------------------------------------------------------------------
+    def run_subgraph(self, index: int, inputs: list[Any]) -> list[Any]:
+        sg = self.model.subgraphs[index]
+        if len(inputs) != len(sg.inputs):
+            raise InvalidModelError(f"subgraph {index} takes {len(sg.inputs)} inputs, called with {len(inputs)}")
+        values: dict[int, Any] = dict(zip(sg.inputs, inputs))
+        for op in sg.operators:
+            spec = registry.find(op.key)
+            if spec is None:
+                raise UnsupportedOpError([f"{sg.where(op)}: no rebuilder"])
+            ctx = OpContext(self, sg, op, values)
+            outs = spec.fn(ctx)
+            if len(outs) != len(op.outputs):
+                raise UnsupportedOpError([f"{sg.where(op)}: rebuilder returned {len(outs)} outputs, the op has "
+                                          f"{len(op.outputs)}"])
+            for ti, v in zip(op.outputs, outs):
+                if ti < 0 or v is None:
+                    continue
+                values[ti] = self.post_output(sg, ti, v)
+        return [self.value(sg, ti, values) for ti in sg.outputs]
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    name: str  # sanitized key used in the SavedModel signature
+    tensor: ir.Tensor
+    dtype: Any  # TensorFlow dtype at the signature boundary
+    shape: tuple[int | None, ...]
+
+
+@dataclass(frozen=True)
+class SignaturePlan:
+    key: str
+    subgraph_index: int
+    inputs: tuple[IOSpec, ...]
+    outputs: tuple[IOSpec, ...]
+    tflite_input_names: tuple[str, ...]  # names the TFLite signature runner uses
+    tflite_output_names: tuple[str, ...]
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}_{seen[n]}"
+        seen.setdefault(n, 0)
+        out.append(n)
+    return out
+
+
+def plan_signatures(model: ir.Model, options: RebuildOptions) -> list[SignaturePlan]:
+    """One plan per SignatureDef (or ``serving_default`` over subgraph 0 when the file has none)."""
+
+    def io(sg: ir.Subgraph, pairs: list[tuple[str, int]], kind: str) -> tuple[IOSpec, ...]:
+        names = _unique([sanitize(n, f"{kind}_{k}") for k, (n, _) in enumerate(pairs)])
+        specs = []
+        for name, (_, ti) in zip(names, pairs):
+            t = sg.tensors[ti]
+            if is_real_quantized(t):
+                dtype = tf.float32 if options.float_io else tf_dtype(t.type_name)
+            else:
+                dtype = tf_dtype(t.type_name)
+            shape = tuple(None if d < 0 else d for d in (t.shape_signature or t.shape))
+            specs.append(IOSpec(name, t, dtype, shape))
+        return tuple(specs)
+
+    plans = []
+    if model.signatures:
+        for s in model.signatures:
+            sg = model.subgraphs[s.subgraph_index]
+            plans.append(SignaturePlan(s.key, s.subgraph_index, io(sg, list(s.inputs), "input"),
+                                       io(sg, list(s.outputs), "output"),
+                                       tuple(n for n, _ in s.inputs), tuple(n for n, _ in s.outputs)))
+    else:
+        sg = model.subgraphs[0]
+        ins = [(sg.tensors[i].name, i) for i in sg.inputs]
+        outs = [(sg.tensors[i].name, i) for i in sg.outputs]
+        plans.append(SignaturePlan("serving_default", 0, io(sg, ins, "input"), io(sg, outs, "output"), (), ()))
+    return plans
+
+
+def check_supported(model: ir.Model) -> None:
+    """Raise one :class:`UnsupportedOpError` listing every op (with its location) we cannot rebuild."""
+    problems = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            ok, why = registry.support(op, sg)
+            if not ok:
+                problems.append(f"{sg.where(op)}: {why}")
+    if problems:
+        raise UnsupportedOpError(problems)
+
+
+def make_module(model: ir.Model, options: RebuildOptions | None = None) -> Any:
+    """Build the ``tf.Module`` (weights as variables, one ``tf.function`` per signature).
+
+    The functions are traced here, so every weight variable exists before the module is saved.
+    Raises :class:`UnsupportedOpError` listing every unsupported op before anything is built.
+    """
+    options = options or RebuildOptions()
+    check_supported(model)
+    module = tf.Module(name="rebuilt_tflite")
+    module.tflite_weights = []  # tracked lists: SavedModel saves every variable in them
+    module.tflite_state = []
+    builder = GraphBuilder(model, options, module)
+    plans = plan_signatures(model, options)
+    module.plans = plans
+    module.concrete = {}
+    for plan in plans:
+        fn = _make_function(builder, plan)
+        module.concrete[plan.key] = fn.get_concrete_function()
+        setattr(module, "sig_" + sanitize(plan.key, "signature"), fn)
+    return module
+
+
+def _make_function(builder: GraphBuilder, plan: SignaturePlan) -> Any:
+    specs = [tf.TensorSpec(shape=s.shape, dtype=s.dtype, name=s.name) for s in plan.inputs]
+    opts = builder.options
+
+    sg = builder.model.subgraphs[plan.subgraph_index]
+    position = {ti: k for k, ti in enumerate(sg.inputs)}
+    missing = [ti for ti in sg.inputs if ti not in {s.tensor.index for s in plan.inputs}]
+    if missing or any(s.tensor.index not in position for s in plan.inputs):
+        raise InvalidModelError(f"signature {plan.key!r} does not name exactly the inputs of subgraph {sg.index}")
+
+    def fn(*args: Any) -> dict[str, Any]:
+        vals: list[Any] = [None] * len(sg.inputs)
+        for spec, x in zip(plan.inputs, args):
+            t = spec.tensor
+            if is_real_quantized(t):
+                x = common.dequantize_int(x, t) if not opts.float_io else x
+                if opts.fake_quant and opts.float_io:
+                    x = common.fake_quant(x, t)
+            vals[position[t.index]] = x
+        outs = dict(zip(sg.outputs, builder.run_subgraph(plan.subgraph_index, vals)))
+        result = {}
+        for spec in plan.outputs:
+            t = spec.tensor
+            y = outs[t.index] if t.index in outs else builder.value(sg, t.index, {})
+            if is_real_quantized(t) and not opts.float_io:
+                y = common.quantize_to_int(y, t)
+            elif y.dtype != spec.dtype:
+                y = tf.cast(y, spec.dtype)
+            result[spec.name] = tf.identity(y, name=spec.name)
+        return result
+
+    fn.__name__ = sanitize(plan.key, "signature")
+    return tf.function(fn, input_signature=specs, autograph=False)

@@ -1,0 +1,232 @@
+"""Verify a rebuilt model against the original run in the TFLite interpreter.
+
+The interpreter runs in a child process (:mod:`._interp_child`): it can crash on real files, and a
+crash must end in a clear message, not take the tool down. Both sides get the same seeded inputs
+(or the user's), and every output is compared: max abs error, max relative error, and for quantized
+outputs the error in LSBs (steps of the output's scale).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from . import ir
+from .errors import InterpreterError, UsageError
+
+#: Float outputs of float models: max abs error <= FLOAT_TOL * max|reference| (issue acceptance).
+FLOAT_TOL = 1e-4
+#: Float outputs of quantized models that carry no scale of their own (e.g. after a float softmax).
+MIXED_FLOAT_TOL = 1e-2
+
+
+@dataclass
+class OutputCheck:
+    signature: str
+    name: str
+    shape: list[int]
+    dtype: str
+    max_abs_err: float
+    max_rel_err: float
+    ref_max_abs: float
+    lsb_scale: float | None  # set when errors are measured in LSBs
+    max_lsb: float | None
+    within_1_lsb: float | None  # fraction of elements within 1 LSB
+    exact_fraction: float | None  # for non-quantized integer/bool outputs
+    tolerance: str
+    passed: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IOPlan:
+    """What the verifier needs of one signature: names on both sides and the IR tensors."""
+
+    signature: str | None  # TFLite signature key (None: plain subgraph-0 inputs/outputs)
+    key: str  # SavedModel signature key
+    tflite_inputs: list[str]
+    tflite_outputs: list[str]
+    saved_inputs: list[str]
+    saved_outputs: list[str]
+    input_tensors: list[ir.Tensor]
+    output_tensors: list[ir.Tensor]
+    input_dtypes: list[np.dtype]  # dtypes at the rebuilt model's boundary
+
+
+def random_inputs(plan: IOPlan, seed: int = 0) -> list[np.ndarray]:
+    """Seeded inputs that exercise each input's range (integers over the full quantized range)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in plan.input_tensors:
+        shape = tuple(d if d >= 0 else 1 for d in (t.shape_signature or t.shape))
+        name = t.type_name
+        if name in ("FLOAT32", "FLOAT16", "FLOAT64"):
+            a = rng.uniform(-1.0, 1.0, size=shape).astype(t.dtype)
+        elif name in ("INT8", "UINT8", "INT16") and t.is_quantized:
+            info = np.iinfo(t.dtype)
+            a = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(t.dtype)
+        elif name in ("INT8", "UINT8", "INT16", "INT32", "INT64", "UINT16", "UINT32"):
+            a = rng.integers(0, 4, size=shape).astype(t.dtype)
+        elif name == "BOOL":
+            a = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise UsageError(f"input {t.name!r} has type {name}; random inputs cannot be made for it, "
+                             "pass --inputs FILE.npz")
+        out.append(a)
+    return out
+
+
+def load_inputs(path: str, plan: IOPlan) -> list[np.ndarray]:
+    """Inputs from an .npz keyed by input name (TFLite or SavedModel names) or an .npy (one input)."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--inputs {path}: cannot read ({exc})") from None
+    if isinstance(data, np.ndarray):
+        if len(plan.input_tensors) != 1:
+            raise UsageError(f"--inputs {path}: a .npy holds one array, the model has "
+                             f"{len(plan.input_tensors)} inputs; use an .npz keyed by input name")
+        arrays = [data]
+    else:
+        arrays = []
+        for tn, sn in zip(plan.tflite_inputs or plan.saved_inputs, plan.saved_inputs):
+            if tn in data:
+                arrays.append(data[tn])
+            elif sn in data:
+                arrays.append(data[sn])
+            elif len(plan.input_tensors) == 1 and len(data.files) == 1:
+                arrays.append(data[data.files[0]])
+            else:
+                raise UsageError(f"--inputs {path}: no array for input {sn!r} (has: {', '.join(data.files)})")
+    for a, t in zip(arrays, plan.input_tensors):
+        want = t.shape_signature or t.shape
+        if len(a.shape) != len(want) or any(w >= 0 and w != g for w, g in zip(want, a.shape)):
+            raise UsageError(f"--inputs {path}: input {t.name!r} has shape {list(a.shape)}, the model expects "
+                             f"{list(want)}")
+    return [np.asarray(a).astype(t.dtype) for a, t in zip(arrays, plan.input_tensors)]
+
+
+def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str], list[np.ndarray]]],
+               timeout: float = 600.0) -> list[list[np.ndarray]]:
+    """Run the original model in the interpreter (child process); one output list per run."""
+    with tempfile.TemporaryDirectory(prefix="tflite-inverter-verify-") as tmp:
+        runs_path = os.path.join(tmp, "runs.json")
+        in_path = os.path.join(tmp, "in.npz")
+        out_path = os.path.join(tmp, "out.npz")
+        with open(runs_path, "w") as fh:
+            json.dump([{"signature": s, "inputs": i, "outputs": o} for s, i, o, _ in runs], fh)
+        np.savez(in_path, **{f"r{r}_i{k}": a for r, (_, _, _, arrays) in enumerate(runs)
+                              for k, a in enumerate(arrays)})
+        cmd = [sys.executable, "-m", "tflite_inverter._interp_child", os.path.abspath(model_path), runs_path,
+               in_path, out_path]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise InterpreterError(f"the TFLite interpreter did not finish within {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            if proc.returncode < 0:
+                why = f"crashed with signal {-proc.returncode}"
+            else:
+                lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+                last = lines[-1] if lines else f"exit code {proc.returncode}"
+                why = "failed: " + (last if len(last) <= 300 else last[:300] + " ...")
+            raise InterpreterError(f"the TFLite interpreter {why} while running the original model "
+                                   f"{os.path.basename(model_path)}; it cannot serve as the reference")
+        data = np.load(out_path, allow_pickle=False)
+        outs = []
+        for r in range(len(runs)):
+            k = 0
+            got = []
+            while f"r{r}_o{k}" in data:
+                got.append(data[f"r{r}_o{k}"])
+                k += 1
+            outs.append(got)
+        return outs
+
+
+def _lsb_scale(model: ir.Model, sg: ir.Subgraph, t: ir.Tensor) -> float | None:
+    """The scale errors of output ``t`` are counted in: its own, or that of the quantized tensor a
+    final DEQUANTIZE reads."""
+    if t.is_quantized and t.quantization.scale.size == 1:
+        return float(t.quantization.scale[0])
+    for op in sg.operators:
+        if t.index in op.outputs and op.name == "DEQUANTIZE" and op.inputs and op.inputs[0] >= 0:
+            src = sg.tensors[op.inputs[0]]
+            if src.is_quantized and not src.is_constant and src.quantization.scale.size == 1:
+                return float(src.quantization.scale[0])
+    return None
+
+
+def compare_output(signature: str, name: str, ref: np.ndarray, got: np.ndarray, t: ir.Tensor,
+                   lsb_scale: float | None, quantized_model: bool, tolerance: float | None) -> OutputCheck:
+    ref = np.asarray(ref)
+    got = np.asarray(got)
+    shape = list(ref.shape)
+    if ref.shape != got.shape:
+        return OutputCheck(signature, name, shape, str(ref.dtype), float("inf"), float("inf"), 0.0, lsb_scale,
+                           None, None, None, f"shape {list(got.shape)} != {shape}", False)
+    if ref.dtype.kind in "OSUb" or got.dtype.kind in "OSU":
+        eq = float(np.mean(ref == got)) if ref.size else 1.0
+        return OutputCheck(signature, name, shape, str(ref.dtype), 0.0 if eq == 1 else 1.0, 0.0, 0.0, None, None,
+                           None, eq, "exact", eq == 1.0)
+    r = ref.astype(np.float64)
+    g = got.astype(np.float64)
+    diff = np.abs(r - g)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    ref_max = float(np.abs(r).max()) if r.size else 0.0
+    rel = diff / np.maximum(np.abs(r), 1e-12)
+    max_rel = float(rel.max()) if rel.size else 0.0
+    if ref.dtype.kind in "iu" and t.is_quantized:
+        lsb = diff
+        within1 = float(np.mean(lsb <= 1)) if lsb.size else 1.0
+        mx = float(lsb.max()) if lsb.size else 0.0
+        ok = within1 >= 0.99 and mx <= 2
+        return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, lsb_scale, mx,
+                           within1, None, ">=99% within 1 LSB, none beyond 2", ok)
+    if ref.dtype.kind in "iub":
+        eq = float(np.mean(ref == got)) if ref.size else 1.0
+        need = 0.99 if quantized_model else 1.0
+        return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, None, None, None,
+                           eq, f">={need:.0%} equal", eq >= need)
+    if lsb_scale and quantized_model:
+        lsb = diff / lsb_scale
+        within1 = float(np.mean(lsb <= 1.0 + 1e-3)) if lsb.size else 1.0
+        mx = float(lsb.max()) if lsb.size else 0.0
+        ok = within1 >= 0.99 and mx <= 2.0 + 1e-3
+        return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, lsb_scale, mx,
+                           within1, None, ">=99% within 1 LSB, none beyond 2", ok)
+    tol = tolerance if tolerance is not None else (MIXED_FLOAT_TOL if quantized_model else FLOAT_TOL)
+    bound = tol * max(ref_max, 1e-6)
+    ok = bool(np.all(np.isfinite(g) == np.isfinite(r))) and max_abs <= bound
+    return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, None, None, None, None,
+                       f"max abs <= {tol:g} x max|ref| = {bound:.3g}", ok)
+
+
+def is_quantized_model(model: ir.Model) -> bool:
+    """True when some activation (non-constant tensor) carries quantization parameters."""
+    return any(t.is_quantized and not t.is_constant for sg in model.subgraphs for t in sg.tensors)
+
+
+def format_checks(checks: list[OutputCheck]) -> str:
+    """One row per output: the verification table printed by ``convert``."""
+    head = ["signature", "output", "shape", "max abs err", "max rel err", "LSB (max, <=1)", "status"]
+    rows = []
+    for c in checks:
+        lsb = "-" if c.max_lsb is None else f"{c.max_lsb:.3g}, {100 * (c.within_1_lsb or 0):.2f}%"
+        if c.exact_fraction is not None:
+            lsb = f"equal {100 * c.exact_fraction:.2f}%"
+        rows.append([c.signature, c.name, "x".join(map(str, c.shape)) or "scalar", f"{c.max_abs_err:.3g}",
+                     f"{c.max_rel_err:.3g}", lsb, "ok" if c.passed else f"FAIL ({c.tolerance})"])
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *rows]]
+    return "\n".join(lines)
