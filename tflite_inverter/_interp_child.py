@@ -50,7 +50,10 @@ def main(argv: list[str]) -> int:
             interp.invoke()
             outs = [interp.get_tensor(d["index"]) for d in interp.get_output_details()]
         for k, o in enumerate(outs):
-            results[f"r{r}_o{k}"] = np.asarray(o)
+            o = np.asarray(o)
+            if o.dtype == object:  # string tensors: npz without pickle needs fixed-width bytes
+                o = o.astype(np.bytes_)
+            results[f"r{r}_o{k}"] = o
         meta.append(len(outs))
     np.savez(out_path, **results)
     return 0

@@ -8,7 +8,7 @@ from .cli import EPILOG
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import _stderr, convert
+    from .conversion import _stderr, convert
     from .verify import format_checks
 
     result = convert(args.model, args.output, force=args.force, float_io=args.float_io,

@@ -130,7 +130,7 @@ class OpContext:
         t = self.in_tensor(i)
         if t is None or not t.is_constant:
             return None
-        return self.builder.const_array(t, self.where)
+        return self.builder.const_array(t, self.where, self.subgraph)
 
     def weight(self, i: int, transform: Callable[[np.ndarray], np.ndarray] | None = None,
                tag: str = "") -> Any:
@@ -167,24 +167,47 @@ class GraphBuilder:
         self._state: dict[Any, Any] = {}
 
     # -- constants and weights --------------------------------------------------------------------
-    def const_array(self, t: ir.Tensor, where: str) -> np.ndarray:
+    def const_array(self, t: ir.Tensor, where: str, sg: ir.Subgraph | None = None) -> np.ndarray:
         if t.sparsity is not None:
             from .ops.sparse import densify  # local: only sparse models need it
 
             data = densify(t)
         else:
             data = t.data()
+        details = t.quantization.details if t.quantization is not None else None
+        if details and details.get("type") == "BlockwiseQuantization":
+            return self._dequantize_blockwise(data, t, details, sg, where)
         if t.is_quantized and t.type_name not in ("FLOAT32", "FLOAT16"):
             return common.dequantize_array(data, t.quantization)
         if t.type_name == "FLOAT16":
             return np.asarray(data, dtype=np.float32)
         return np.asarray(data)
 
+    def _dequantize_blockwise(self, data: np.ndarray, t: ir.Tensor, details: dict[str, Any],
+                              sg: ir.Subgraph | None, where: str) -> np.ndarray:
+        """Blockwise weights: ``w[..., i] = (q[..., i] - zp[..., i // B]) * scale[..., i // B]`` with the
+        scales (and optional zero points) stored in other constant tensors of the subgraph."""
+        block = int(details.get("block_size") or 0)
+        si, zi = int(details.get("scales", -1)), int(details.get("zero_points", -1))
+        n = len(sg.tensors) if sg is not None else 0
+        if sg is None or block <= 0 or not 0 <= si < n or zi >= n or not data.ndim or data.shape[-1] % block:
+            raise InvalidModelError(f"{where}: tensor {t.index} ({t.name!r}) has blockwise quantization "
+                                    f"(block_size {block}, scales tensor {si}) that does not fit its shape {t.shape}")
+        blocks = data.shape[-1] // block
+        scales = self.const_array(sg.tensors[si], where, sg).astype(np.float32)
+        if scales.shape != (*data.shape[:-1], blocks):
+            raise InvalidModelError(f"{where}: blockwise scales of tensor {t.index} have shape {scales.shape}, "
+                                    f"expected {(*data.shape[:-1], blocks)}")
+        q = data.astype(np.float32).reshape(*data.shape[:-1], blocks, block)
+        if zi >= 0:
+            q = q - self.const_array(sg.tensors[zi], where, sg).astype(np.float32)[..., None]
+        return (q * scales[..., None]).reshape(data.shape).astype(np.float32)
+
     def weight(self, sg: ir.Subgraph, t: ir.Tensor, transform: Callable[[np.ndarray], np.ndarray] | None,
                tag: str, where: str) -> Any:
         key = (sg.index, t.index, tag)
         if key not in self._weights:
-            arr = self.const_array(t, where)
+            arr = self.const_array(t, where, sg)
             if transform is not None:
                 arr = transform(arr)
             arr = np.ascontiguousarray(arr)
@@ -200,7 +223,7 @@ class GraphBuilder:
         key = (sg.index, t.index)
         if key not in self._state:
             if t.is_constant:
-                init = self.const_array(t, "")
+                init = self.const_array(t, "", sg)
             else:
                 shape = [max(d, 1) if d >= 0 else 1 for d in t.shape_signature] if t.shape_signature else list(t.shape)
                 init = np.zeros(shape, dtype=np.float32 if is_real_quantized(t) else t.dtype)
@@ -231,7 +254,7 @@ class GraphBuilder:
                 if t.type_name == "FLOAT16" and not t.is_quantized:
                     v = tf.cast(v, tf.float16)
             else:
-                v = tf.constant(self.const_array(t, ""), dtype=tf_dtype(t.type_name))
+                v = tf.constant(self.const_array(t, "", sg), dtype=tf_dtype(t.type_name))
             values[ti] = v
             return v
         raise InvalidModelError(f"subgraph {sg.index}: tensor {ti} ({t.name!r}) is read before any operator "
@@ -333,10 +356,19 @@ def check_supported(model: ir.Model) -> None:
     """Raise one :class:`UnsupportedOpError` listing every op (with its location) we cannot rebuild."""
     problems = []
     for sg in model.subgraphs:
+        available = set(sg.inputs)
         for op in sg.operators:
             ok, why = registry.support(op, sg)
             if not ok:
                 problems.append(f"{sg.where(op)}: {why}")
+            for k, ti in enumerate(op.inputs):
+                if ti < 0 or ti in available:
+                    continue
+                t = sg.tensors[ti]
+                if not (t.is_constant or t.is_variable or t.type_name in ("RESOURCE", "VARIANT")):
+                    problems.append(f"{sg.where(op)}: input {k} reads tensor {ti} ({t.name!r}), which has no "
+                                    "data, no producer and is not a subgraph input (uninitialized memory in TFLite)")
+            available.update(ti for ti in op.outputs if ti >= 0)
     if problems:
         raise UnsupportedOpError(problems)
 

@@ -78,6 +78,9 @@ def random_inputs(plan: IOPlan, seed: int = 0) -> list[np.ndarray]:
             a = rng.integers(0, 4, size=shape).astype(t.dtype)
         elif name == "BOOL":
             a = rng.integers(0, 2, size=shape).astype(bool)
+        elif name == "STRING":
+            words = np.array([b"tflite", b"inverter", b"hello world", b"", b"\xc3\xa9t\xc3\xa9"], dtype=object)
+            a = words[rng.integers(0, len(words), size=shape)].astype(np.bytes_)
         else:
             raise UsageError(f"input {t.name!r} has type {name}; random inputs cannot be made for it, "
                              "pass --inputs FILE.npz")
