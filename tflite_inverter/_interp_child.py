@@ -33,7 +33,9 @@ def main(argv: list[str]) -> int:
     results: dict[str, np.ndarray] = {}
     meta = []
     for r, run in enumerate(runs):
-        arrays = [inputs[f"r{r}_i{k}"] for k in range(len(run["inputs"]))]
+        arrays = []
+        while f"r{r}_i{len(arrays)}" in inputs:
+            arrays.append(inputs[f"r{r}_i{len(arrays)}"])
         if run["signature"] is not None:
             runner = interp.get_signature_runner(run["signature"])
             out = runner(**dict(zip(run["inputs"], arrays)))
@@ -41,6 +43,8 @@ def main(argv: list[str]) -> int:
             outs = [out[n] for n in names]
         else:
             details = interp.get_input_details()
+            if len(details) != len(arrays):
+                raise ValueError(f"the model has {len(details)} inputs, {len(arrays)} arrays were given")
             for d, a in zip(details, arrays):
                 if tuple(d["shape"]) != a.shape:
                     interp.resize_tensor_input(d["index"], a.shape)

@@ -1,0 +1,127 @@
+"""convert end to end: SavedModel written atomically, verified, refused loudly and completely."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflite_inverter import convert
+from tflite_inverter.cli import main
+from tflite_inverter.errors import InterpreterError, OutputExistsError, UnsupportedOpError
+from tflite_inverter.reader import read_model
+from tflite_inverter.rebuild import check_supported
+
+from .helpers import to_tflite
+
+_rng = np.random.default_rng(3)
+W = (_rng.normal(size=(3, 3, 2, 4)) * 0.5).astype(np.float32)
+SPECS = [tf.TensorSpec([1, 8, 8, 2], tf.float32, name="image")]
+
+
+def _net(x):
+    return tf.nn.relu(tf.nn.conv2d(x, W, [1, 1, 1, 1], "SAME"))
+
+
+@pytest.fixture(scope="module")
+def float_model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("m") / "float.tflite"
+    path.write_bytes(to_tflite(_net, SPECS, "float"))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def int8_model(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("m") / "int8.tflite"
+    path.write_bytes(to_tflite(_net, SPECS, "uint8"))
+    return str(path)
+
+
+def test_convert_writes_a_verified_trainable_savedmodel(float_model, tmp_path):
+    out = tmp_path / "sm"
+    result = convert(float_model, str(out))
+    assert result.verified and result.passed
+    assert all(c.max_abs_err <= 1e-5 for c in result.checks)
+    loaded = tf.saved_model.load(str(out))
+    assert list(loaded.signatures) == ["serving_default"]
+    x = np.ones([1, 8, 8, 2], np.float32)
+    y = list(loaded.signatures["serving_default"](tf.constant(x)).values())[0].numpy()
+    np.testing.assert_allclose(y, _net(tf.constant(x)).numpy(), atol=1e-5)
+    # weights are trainable variables with gradients: the model can be fine-tuned
+    weights = [v for v in loaded.tflite_weights if v.trainable]
+    assert sorted(tuple(v.shape) for v in weights) == [(3, 3, 2, 4), (4,)]  # kernel, converter-made bias
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(loaded.sig_serving_default(tf.constant(x))["Identity"])
+    grads = tape.gradient(loss, weights)
+    assert grads[0] is not None and float(tf.reduce_sum(tf.abs(grads[0]))) > 0
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tflite-inverter-")]  # no temp dir left
+
+
+def test_integer_io_is_kept_unless_float_io(int8_model, tmp_path):
+    convert(int8_model, str(tmp_path / "a"))
+    sig = tf.saved_model.load(str(tmp_path / "a")).signatures["serving_default"]
+    assert sig.structured_input_signature[1]["image"].dtype == tf.uint8
+    convert(int8_model, str(tmp_path / "b"), float_io=True)
+    sig = tf.saved_model.load(str(tmp_path / "b")).signatures["serving_default"]
+    assert sig.structured_input_signature[1]["image"].dtype == tf.float32
+
+
+def test_existing_output_is_never_replaced_without_force(float_model, tmp_path):
+    out = tmp_path / "sm"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        convert(float_model, str(out))
+    assert (out / "keep.txt").read_text() == "mine"
+    assert main(["convert", float_model, "-o", str(out)]) == 8
+    convert(float_model, str(out), force=True)
+    assert not (out / "keep.txt").exists() and (out / "saved_model.pb").exists()
+
+
+def test_cli_convert_prints_the_error_table_and_writes_a_report(float_model, tmp_path, capsys):
+    report = tmp_path / "r.json"
+    code = main(["convert", float_model, "-o", str(tmp_path / "sm"), "--report", str(report)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "max abs err" in out and "ok" in out
+    data = json.loads(report.read_text())
+    assert data["passed"] is True and data["outputs"][0]["max_abs_err"] <= 1e-5
+
+
+def test_every_unsupported_op_is_listed_at_once_with_its_location():
+    from .tflite_builder import build_model
+
+    model = build_model(
+        tensors=[("x", [2], "FLOAT32", None, None), ("y", [2], "FLOAT32", None, None),
+                 ("z", [2], "FLOAT32", None, None)],
+        ops=[("CUSTOM:NoSuchOpA", [0], [1], None, None, b""), ("CUSTOM:NoSuchOpB", [1], [2], None, None, b"")],
+        inputs=[0], outputs=[2])
+    with pytest.raises(UnsupportedOpError) as err:
+        check_supported(read_model(model))
+    msg = str(err.value)
+    assert "2 unsupported" in msg
+    assert "subgraph 0, operator 0 (CUSTOM:NoSuchOpA)" in msg and "subgraph 0, operator 1 (CUSTOM:NoSuchOpB)" in msg
+
+
+def test_an_interpreter_failure_is_a_clear_error_not_a_crash(tmp_path, monkeypatch):
+    from tflite_inverter import verify
+
+    monkeypatch.setattr(verify, "sys", type("S", (), {"executable": "/bin/false"}))
+    with pytest.raises(InterpreterError) as err:
+        verify.run_tflite("/nonexistent.tflite", [(None, [], [], [])])
+    assert "interpreter" in str(err.value)
+
+
+def test_a_segfaulting_interpreter_is_reported_by_signal(tmp_path, monkeypatch):
+    from tflite_inverter import verify
+
+    script = tmp_path / "crash.sh"
+    script.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    script.chmod(0o755)
+    monkeypatch.setattr(verify, "sys", type("S", (), {"executable": str(script)}))
+    with pytest.raises(InterpreterError) as err:
+        verify.run_tflite("/x.tflite", [(None, [], [], [])])
+    assert "crashed with signal 11" in str(err.value)
