@@ -71,6 +71,11 @@ class FlatbufferDecoder:
         self.schema = schema
         self.objects = 0
         self.max_objects = self.n // 4 + 1024
+        # Bytes of vectors and strings decoded. Each byte of a well-formed file belongs to at most one
+        # of them; shared offsets (legal, but rare) are allowed a few-fold before we stop, so a small
+        # file whose many offsets point at one huge vector cannot multiply memory or time.
+        self.decoded_bytes = 0
+        self.max_decoded_bytes = 4 * self.n + (1 << 20)
 
     # -- primitive reads -------------------------------------------------------------------------
     def _fail(self, path: str, why: str) -> InvalidModelError:
@@ -192,6 +197,10 @@ class FlatbufferDecoder:
         if end > self.n:
             raise self._fail(path, f"vector at byte {v} declares {length} elements of {elem_size} bytes, "
                                    f"ending at byte {end}, past the end of the {self.n}-byte file")
+        self.decoded_bytes += length * elem_size
+        if self.decoded_bytes > self.max_decoded_bytes:
+            raise self._fail(path, f"vectors and strings add up to more than {self.max_decoded_bytes} bytes in a "
+                                   f"{self.n}-byte file (many offsets share one large object)")
         return v + 4, length
 
     def string(self, v: int, path: str) -> str:

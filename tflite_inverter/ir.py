@@ -73,7 +73,7 @@ class Tensor:
     @property
     def is_constant(self) -> bool:
         """True when the file carries data for this tensor (a weight or other constant)."""
-        return self._span is not None and self._span.size > 0
+        return self._span is not None
 
     @property
     def is_quantized(self) -> bool:

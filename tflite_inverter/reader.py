@@ -171,7 +171,11 @@ class _Builder:
         bidx = int(t.get("buffer") or 0)
         if bidx > 0 and bidx >= len(buffers):  # buffer 0 is the "no data" sentinel, even with no buffers
             raise self.fail(f"{where}: refers to buffer {bidx}, but there are {len(buffers)} buffers")
-        span = buffers[bidx] if bidx > 0 and buffers[bidx].size > 0 else None
+        buf = buffers[bidx] if bidx > 0 else None
+        # A zero-element tensor whose buffer has a (necessarily empty) data vector is an empty constant,
+        # e.g. the [] shape operand of a reshape to a scalar.
+        empty_const = buf is not None and buf.offset > 0 and any(d == 0 for d in shape)
+        span = buf if buf is not None and (buf.size > 0 or empty_const) else None
         sparsity = t.get("sparsity")
         sparsity_plain = _plain_tree(sparsity) if sparsity else None
         if span is not None and sparsity is None and type_name not in ("STRING", "RESOURCE", "VARIANT"):
