@@ -41,8 +41,11 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                    help="text (default): readable tables; markdown; json: deterministic, machine-readable")
-    p.add_argument("--target", choices=("imx8mp",), default=None,
-                   help="also predict NPU vs CPU placement for this target")
+    from .targets import available as available_targets
+
+    p.add_argument("--target", choices=available_targets(), default=None,
+                   help="also predict, per operator, NPU vs CPU placement on this target (imx8mp: NXP "
+                   "i.MX 8M Plus NPU through the VX delegate; float ops count as CPU by policy)")
     p.set_defaults(func=_cmd_inspect)
 
 
