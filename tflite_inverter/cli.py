@@ -1,5 +1,8 @@
 """Command-line interface: a thin layer over the Python API.
 
+Commands: inspect (op coverage, NPU placement), convert (.tflite -> verified SavedModel), quantize
+(full-integer int8/uint8 and other forms, with an accuracy report).
+
 Exit codes: 0 success; 2 usage; 3 unreadable file; 4 invalid model; 5 unsupported ops;
 6 verification over tolerance; 7 the TFLite interpreter failed on the original; 8 output exists.
 """
@@ -59,12 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_inspect(sub)
-    try:
-        from .cli_convert import add_convert
-    except ImportError:
-        add_convert = None
-    if add_convert is not None:
-        add_convert(sub)
+    # Imported here: these modules import cli (for EPILOG); none imports TensorFlow at import time.
+    from .cli_convert import add_convert
+    from .cli_quantize import add_quantize
+
+    add_convert(sub)
+    add_quantize(sub)
     return parser
 
 

@@ -1,0 +1,65 @@
+"""The ``quantize`` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .cli import EPILOG
+
+
+def _stderr(msg: str) -> None:
+    print(f"tflite-inverter: {msg}", file=sys.stderr, flush=True)
+
+
+def _cmd_quantize(args: argparse.Namespace) -> int:
+    from .quantize import quantize
+
+    result = quantize(args.source, args.output, calib=args.calib, dtype=args.dtype, io=args.io,
+                      granularity=args.granularity, target=args.target, mean=args.mean, std=args.std,
+                      samples=args.samples, report=args.report, force=args.force, progress=_stderr,
+                      progress_bar=sys.stderr.isatty())
+    print(result.format_text())
+    print(f"{result.dtype} model written to {result.output} ({result.size_after} bytes; "
+          f"{result.seconds.get('total', 0.0):.1f} s)" + (f"; report: {args.report}" if args.report else ""))
+    return 0
+
+
+def add_quantize(sub: argparse._SubParsersAction) -> None:
+    from .quantize import DTYPES, GRANULARITIES, IO_TYPES, TARGETS
+
+    p = sub.add_parser(
+        "quantize", help="re-quantize a .tflite or SavedModel (int8, int16x8, float16, ...) with an accuracy report",
+        description="Re-quantize SOURCE (a .tflite, rebuilt on the fly as a clean float graph, or a SavedModel "
+        "written by `convert --float-io --no-fake-quant`) with TensorFlow's converter, calibrated on your data. "
+        "The last 20%% of the calibration samples are held back and the result is compared with the float model "
+        "on them: SQNR, cosine similarity, max abs error, top-1 agreement for classifiers; plus size before/after "
+        "and a check that an int8 model has no float op left.",
+        epilog=EPILOG)
+    p.add_argument("source", help="a .tflite file or a SavedModel folder")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="the .tflite to write")
+    p.add_argument("--calib", metavar="DATA",
+                   help="calibration data: X.npy (one input, N samples stacked), X.npz (keyed by input name), a "
+                   "folder of images, or 'random' (smoke tests only: warned about)")
+    p.add_argument("--dtype", choices=DTYPES, default="int8",
+                   help="int8: full integer, int8 kernels only (default); int16x8: int16 activations, int8 weights; "
+                   "float16: float16 weights; dynamic: dynamic-range int8 weights; float32: plain float; uint8: "
+                   "every tensor asymmetric uint8, per-tensor (legacy NPU stacks)")
+    p.add_argument("--io", choices=IO_TYPES, default=None,
+                   help="model input/output type (int8 default for --dtype int8; float32 keeps float I/O around "
+                   "integer kernels; int16 for int16x8). With --target imx8mp the input is uint8 and --io sets the "
+                   "output (default uint8)")
+    p.add_argument("--granularity", choices=GRANULARITIES, default=None,
+                   help="weight scales per output channel (default; uint8: per-tensor) or one per tensor; "
+                   "per-tensor also reports the accuracy of int8 per-channel for comparison")
+    p.add_argument("--target", choices=TARGETS, default=None,
+                   help="imx8mp: full-integer int8 with uint8 input (camera path), plus the NPU placement "
+                   "prediction of `inspect --target` in the report")
+    p.add_argument("--mean", metavar="M", default=None,
+                   help="image normalization: real = (pixel - M) / S; one value or one per channel (\"a,b,c\")")
+    p.add_argument("--std", metavar="S", default=None, help="see --mean")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="use the first N samples (with 'random': make N)")
+    p.add_argument("--report", metavar="R.json", help="also write the report as JSON")
+    p.add_argument("--force", action="store_true", help="replace OUT.tflite / R.json if they exist")
+    p.set_defaults(func=_cmd_quantize)
