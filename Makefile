@@ -17,9 +17,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(TOOL) inspect $(DEMO_MODEL) --target imx8mp
-	@if $(TOOL) convert --help >/dev/null 2>&1; then \
-	  $(TOOL) convert $(DEMO_MODEL) -o demo-out/saved_model --force; fi
+	@echo "== 1. inspect: what the model contains, what survives, what the i.MX8M Plus NPU would run"
+	$(TOOL) inspect models/float32.tflite --target imx8mp
+	@echo "== 2. convert: rebuild a full-integer (uint8 I/O) model as a SavedModel, verified against the interpreter"
+	$(TOOL) convert $(DEMO_MODEL) -o demo-out/saved_model --force
+	@echo "== 3. quantize: the float model to full-integer int8 for the i.MX8M Plus, calibrated on images"
+	$(TOOL) quantize models/float32.tflite -o demo-out/model_imx8mp.tflite --calib models/calib \
+	  --mean 127.5 --std 127.5 --target imx8mp --report demo-out/quantize_report.json --force
+	@echo "== 4. inspect the result"
+	$(TOOL) inspect demo-out/model_imx8mp.tflite --target imx8mp --format markdown
 
 test: venv
 	$(PY) -m pytest -q -p no:cacheprovider

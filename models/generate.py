@@ -234,6 +234,26 @@ def _write(path: Path, data: bytes) -> bool:
     return True
 
 
+def calibration_images(count: int = 16, size: int = 32) -> dict[str, bytes]:
+    """Small smooth RGB images (seeded) for the demo's image-folder calibration."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+    out = {}
+    for i in range(count):
+        a, b, c = rng.uniform(-1, 1, size=(3, 3))
+        img = np.stack([a[k] * xx + b[k] * yy + c[k] * xx * yy for k in range(3)], axis=-1)
+        img = img + 0.05 * rng.normal(size=img.shape)
+        img = np.clip((img - img.min()) / (np.ptp(img) + 1e-6) * 255, 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="PNG", optimize=True)
+        out[f"calib/img_{i:02d}.png"] = buf.getvalue()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", help="only these files (default: all)")
@@ -249,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             data = build(tf)
         if _write(HERE / name, data):
             print(f"wrote models/{name} ({len(data)} bytes)")
+    if not args.names:
+        (HERE / "calib").mkdir(exist_ok=True)
+        for name, data in calibration_images().items():
+            if _write(HERE / name, data):
+                print(f"wrote models/{name}")
     sizes = {name: (HERE / name).stat().st_size for name in MODELS if (HERE / name).exists()}
     if len(sizes) == len(MODELS) and write_readme(sizes):
         print("wrote models/README.md")
