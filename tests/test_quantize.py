@@ -315,3 +315,20 @@ def test_output_metrics_values():
     assert m["max_abs_err"] == pytest.approx(3.0) and m["top1_agreement"] == 0.5
     assert output_metrics("y", ref, ref)["sqnr_db"] == float("inf")
     assert "top1_agreement" not in output_metrics("y", [np.zeros((1, 4, 4))], [np.zeros((1, 4, 4))])
+
+
+def test_imx8mp_nnapi_target_writes_true_uint8_with_the_placement_report(tmp_path):
+    from tflite_inverter.quantize import quantize
+    from tflite_inverter.reader import read_model
+
+    from .conftest import SAMPLE_DIR
+
+    rng = np.random.default_rng(5)
+    calib = tmp_path / "calib.npy"
+    np.save(calib, rng.uniform(-1, 1, size=(12, 32, 32, 3)).astype(np.float32))
+    out = tmp_path / "nnapi.tflite"
+    result = quantize(str(SAMPLE_DIR / "float32.tflite"), str(out), calib=str(calib), target="imx8mp-nnapi")
+    model = read_model(str(out))
+    kinds = {t.type_name for t in model.main.tensors if not t.is_constant or t.is_quantized}
+    assert kinds <= {"UINT8", "INT32"}, kinds
+    assert result.target_report and "summary" in result.target_report

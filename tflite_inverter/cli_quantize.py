@@ -53,8 +53,9 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
                    help="weight scales per output channel (default; uint8: per-tensor) or one per tensor; "
                    "per-tensor also reports the accuracy of int8 per-channel for comparison")
     p.add_argument("--target", choices=TARGETS, default=None,
-                   help="imx8mp: full-integer int8 with uint8 input (camera path), plus the NPU placement "
-                   "prediction of `inspect --target` in the report")
+                   help="imx8mp: full-integer int8 with uint8 input (camera path, VX delegate); imx8mp-nnapi: "
+                   "true uint8 per-tensor (Android NNAPI, where int8 falls back to the CPU); either way the report "
+                   "embeds the NPU placement prediction of `inspect --target imx8mp`")
     p.add_argument("--mean", metavar="M", default=None,
                    help="image normalization: real = (pixel - M) / S; one value or one per channel (\"a,b,c\")")
     p.add_argument("--std", metavar="S", default=None, help="see --mean")

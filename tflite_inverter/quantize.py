@@ -39,7 +39,10 @@ from .errors import InverterError, OutputExistsError, UnsupportedOpError, UsageE
 DTYPES = ("int8", "uint8", "int16x8", "float16", "dynamic", "float32")
 IO_TYPES = ("int8", "uint8", "int16", "float32")
 GRANULARITIES = ("per-channel", "per-tensor")
-TARGETS = ("imx8mp",)
+#: imx8mp: the VX delegate (NXP's Linux path) takes per-channel int8 with a uint8 camera input.
+#: imx8mp-nnapi: Android's NNAPI path, where int8 models are reported to fall back to the CPU while
+#: uint8 ones reach the NPU: true uint8 per-tensor.
+TARGETS = ("imx8mp", "imx8mp-nnapi")
 CALIBRATED = ("int8", "int16x8", "uint8")
 #: Random inputs used to evaluate float16/dynamic/float32 results when no data is given.
 EVAL_RANDOM_SAMPLES = 8
@@ -342,14 +345,13 @@ def _metrics(src: _Source, ref: dict[str, list[np.ndarray]], got: dict[str, list
 
 
 def _target_report(data: bytes, target: str) -> dict[str, Any]:
-    try:
-        from .report import build_report
-    except ImportError:
-        return {"unavailable": f"the inspect --target {target} report is not available in this build"}
     from .reader import read_model
+    from .report import build_report
+
 
     try:
-        return build_report(read_model(data), target=target).get("target") or {
+        rules = "imx8mp" if target.startswith("imx8mp") else target  # NNAPI: VX rules are the nearest data we have
+        return build_report(read_model(data), target=rules).get("target") or {
             "unavailable": f"inspect gave no --target {target} section"}
     except InverterError as exc:
         return {"unavailable": f"inspect --target {target} failed: {exc}"}
@@ -422,6 +424,13 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
     source cannot be rebuilt or the converter cannot produce the recipe.
     """
     start = time.time()
+    if target == "imx8mp-nnapi":
+        if dtype not in ("int8", "uint8"):
+            raise UsageError(f"--target imx8mp-nnapi with --dtype {dtype}: NNAPI on the i.MX8M Plus reaches the NPU "
+                             "with uint8 models only")
+        if granularity == "per-channel":
+            raise UsageError("--target imx8mp-nnapi is true uint8, per-tensor by definition; drop --granularity")
+        dtype, granularity = "uint8", "per-tensor"
     if granularity is None:
         granularity = "per-tensor" if dtype == "uint8" else "per-channel"
     _check_args(dtype, io, granularity, target)

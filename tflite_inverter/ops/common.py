@@ -31,7 +31,7 @@ def apply_activation(x: Any, name: str, where: str = "") -> Any:
     if name == "RELU6":
         return tf.nn.relu6(x)
     if name == "RELU_N1_TO_1":
-        return tf.clip_by_value(x, -1.0, 1.0)
+        return tf.clip_by_value(x, tf.constant(-1, x.dtype), tf.constant(1, x.dtype))
     if name == "TANH":
         return tf.tanh(x)
     if name == "SIGN_BIT":

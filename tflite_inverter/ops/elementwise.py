@@ -1,59 +1,269 @@
-"""Element-wise binary and unary ops (broadcasting follows numpy rules in both TFLite and TF)."""
+"""Element-wise math, comparison, logical and activation ops.
+
+Broadcasting follows numpy rules in both TFLite and TensorFlow, so binary ops map one to one. Each
+TensorFlow form below is the one the TFLite converter turns back into the same single builtin (checked
+by the tests), e.g. ``tf.truncatediv`` -> DIV on integers, ``relu(x) + (-alpha) * relu(-x)`` -> PRELU,
+``x * relu6(x + 3) / 6`` -> HARD_SWISH.
+
+Quantized tensors arrive as real values (see :mod:`..rebuild`), so every rebuilder computes the float
+semantics and the builder rounds the output onto its integer grid. Options that only select an integer
+kernel variant (``pot_scale_int16`` of ADD/SUB: power-of-two vs general int16 rescaling) do not change
+the real-valued result and need no handling here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._tf import tf
-from .common import check_activation
+from ..ir import Operator, Subgraph
+from .common import check_activation, round_half_away
 from .registry import register
 
 
-def _binary(ctx: Any, fn: Any) -> list[Any]:
-    return [ctx.activation(fn(ctx.input(0), ctx.input(1)))]
-
-
-def _act_check(op: Any, sg: Any) -> list[str]:
+def _act_check(op: Operator, sg: Subgraph) -> list[str]:
     return check_activation(op.options)
 
 
+def _is_real_quantized(t: Any) -> bool:
+    from ..rebuild import is_real_quantized  # local: rebuild imports the registry at import time
+
+    return t is not None and is_real_quantized(t)
+
+
+def _to_codes(x: Any, t: Any) -> Any:
+    """Real values of per-tensor quantized ``t`` -> its integer codes (as float32)."""
+    q = t.quantization
+    return round_half_away(x / float(q.scale[0])) + float(q.zero_point[0])
+
+
+def _from_codes(codes: Any, t: Any) -> Any:
+    """Integer codes (float32) of per-tensor quantized ``t`` -> real values."""
+    q = t.quantization
+    return (codes - float(q.zero_point[0])) * float(q.scale[0])
+
+
+def _per_tensor_check(op: Operator, sg: Subgraph) -> list[str]:
+    """Ops that work on raw integer codes need one scale per tensor."""
+    problems = []
+    for kind, idx in (("input", op.inputs[:1]), ("output", op.outputs[:1])):
+        for i in idx:
+            if i >= 0 and sg.tensors[i].is_quantized and sg.tensors[i].quantization.per_channel:
+                problems.append(f"per-channel quantized {kind}")
+    return problems
+
+
+# -- binary arithmetic with a fused activation ----------------------------------------------------
 @register("ADD", check=_act_check)
 def add(ctx: Any) -> list[Any]:
-    return _binary(ctx, tf.add)
+    return [ctx.activation(tf.add(ctx.input(0), ctx.input(1)))]
 
 
 @register("SUB", check=_act_check)
 def sub(ctx: Any) -> list[Any]:
-    return _binary(ctx, tf.subtract)
+    return [ctx.activation(tf.subtract(ctx.input(0), ctx.input(1)))]
 
 
 @register("MUL", check=_act_check)
 def mul(ctx: Any) -> list[Any]:
-    return _binary(ctx, tf.multiply)
+    return [ctx.activation(tf.multiply(ctx.input(0), ctx.input(1)))]
 
 
 @register("DIV", check=_act_check)
 def div(ctx: Any) -> list[Any]:
+    """Float: true division. Integer: TFLite's kernel evaluates C++ ``a / b``, which truncates toward
+    zero (-7 / 2 = -3); ``tf.truncatediv`` is that, and the converter maps it back to DIV."""
     x, y = ctx.input(0), ctx.input(1)
-    fn = tf.math.truediv if x.dtype.is_floating else tf.math.floordiv
+    fn = tf.math.truediv if x.dtype.is_floating else tf.truncatediv
     return [ctx.activation(fn(x, y))]
 
 
-@register("RELU")
-def relu(ctx: Any) -> list[Any]:
-    return [tf.nn.relu(ctx.input(0))]
+# -- plain unary and binary ops ---------------------------------------------------------------------
+#: Unary builtins that are one TensorFlow op (lambdas: ``tf`` is resolved lazily, at build time).
+_UNARY: dict[str, Callable[[Any], Any]] = {
+    "ABS": lambda x: tf.abs(x),
+    "CEIL": lambda x: tf.math.ceil(x),
+    "COS": lambda x: tf.cos(x),
+    "EXP": lambda x: tf.exp(x),
+    "FLOOR": lambda x: tf.floor(x),
+    "LOG": lambda x: tf.math.log(x),
+    "ROUND": lambda x: tf.round(x),  # both round half to even (TFLite's RoundToNearest)
+    "RSQRT": lambda x: tf.math.rsqrt(x),
+    "SIN": lambda x: tf.sin(x),
+    "SQRT": lambda x: tf.sqrt(x),
+    "SQUARE": lambda x: tf.square(x),
+    "SIGN": lambda x: tf.sign(x),
+    "LOGICAL_NOT": lambda x: tf.logical_not(x),
+    "RELU": lambda x: tf.nn.relu(x),
+    "RELU6": lambda x: tf.nn.relu6(x),
+    "RELU_N1_TO_1": lambda x: tf.clip_by_value(x, -1.0, 1.0),  # converter: RELU_N1_TO_1
+    # No TensorFlow pattern converts back to RELU_0_TO_1; min(relu(x), 1) becomes RELU + MINIMUM.
+    "RELU_0_TO_1": lambda x: tf.minimum(tf.nn.relu(x), 1.0),
+    "LOGISTIC": lambda x: tf.sigmoid(x),
+    "TANH": lambda x: tf.tanh(x),
+    "ELU": lambda x: tf.nn.elu(x),  # TFLite: x < 0 ? expm1(x) : x
+    "HARD_SWISH": lambda x: x * tf.nn.relu6(x + 3.0) / 6.0,  # the converter fuses exactly this form
+    "REAL": lambda x: tf.math.real(x),
+    "IMAG": lambda x: tf.math.imag(x),
+    "COMPLEX_ABS": lambda x: tf.abs(x),
+}
+
+#: Binary builtins without options that are one TensorFlow op.
+_BINARY: dict[str, Callable[[Any, Any], Any]] = {
+    "FLOOR_DIV": lambda a, b: tf.math.floordiv(a, b),
+    "FLOOR_MOD": lambda a, b: tf.math.floormod(a, b),
+    "POW": lambda a, b: tf.pow(a, b),
+    "SQUARED_DIFFERENCE": lambda a, b: tf.math.squared_difference(a, b),
+    "MAXIMUM": lambda a, b: tf.maximum(a, b),
+    "MINIMUM": lambda a, b: tf.minimum(a, b),
+    "LOGICAL_AND": lambda a, b: tf.logical_and(a, b),
+    "LOGICAL_OR": lambda a, b: tf.logical_or(a, b),
+    "ATAN2": lambda a, b: tf.math.atan2(a, b),
+    "BITWISE_XOR": lambda a, b: tf.bitwise.bitwise_xor(a, b),
+    # Both clamp the shift amount to [0, bits - 1] and shift signed values arithmetically.
+    "RIGHT_SHIFT": lambda a, b: tf.bitwise.right_shift(a, b),
+    # The StableHLO element-wise builtins the TFLite runtime executes. TensorFlow has no op that
+    # converts back to them; the equivalent builtin (ADD, MUL, ...) is what a round trip produces.
+    "STABLEHLO_ADD": lambda a, b: tf.add(a, b),
+    "STABLEHLO_MULTIPLY": lambda a, b: tf.multiply(a, b),
+    "STABLEHLO_MAXIMUM": lambda a, b: tf.maximum(a, b),
+    "STABLEHLO_MINIMUM": lambda a, b: tf.minimum(a, b),
+    # Shift amounts outside [0, bits) are undefined in the TFLite kernel (x86 takes them modulo the
+    # width); TensorFlow clamps them to bits - 1. In-range shifts agree.
+    "STABLEHLO_SHIFT_LEFT": lambda a, b: tf.bitwise.left_shift(a, b),
+}
 
 
-@register("RELU6")
-def relu6(ctx: Any) -> list[Any]:
-    return [tf.nn.relu6(ctx.input(0))]
+def _make_unary(fn: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def rebuild(ctx: Any) -> list[Any]:
+        return [fn(ctx.input(0))]
+
+    return rebuild
 
 
-@register("LOGISTIC")
-def logistic(ctx: Any) -> list[Any]:
-    return [tf.sigmoid(ctx.input(0))]
+def _make_binary(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
+    def rebuild(ctx: Any) -> list[Any]:
+        return [fn(ctx.input(0), ctx.input(1))]
+
+    return rebuild
 
 
-@register("TANH")
-def tanh(ctx: Any) -> list[Any]:
-    return [tf.tanh(ctx.input(0))]
+for _name, _fn in _UNARY.items():
+    register(_name)(_make_unary(_fn))
+for _name, _fn in _BINARY.items():
+    register(_name)(_make_binary(_fn))
+
+
+# -- comparisons ------------------------------------------------------------------------------------------
+_COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "EQUAL": lambda a, b: tf.equal(a, b),
+    "NOT_EQUAL": lambda a, b: tf.not_equal(a, b),
+    "LESS": lambda a, b: tf.less(a, b),
+    "LESS_EQUAL": lambda a, b: tf.less_equal(a, b),
+    "GREATER": lambda a, b: tf.greater(a, b),
+    "GREATER_EQUAL": lambda a, b: tf.greater_equal(a, b),
+}
+
+#: TFLite's int8/uint8 comparison kernels rescale both inputs to ``round(real * 2**8)`` (a left shift
+#: of 8 then each input's scale as a fixed-point multiplier) and compare those integers.
+_COMPARE_GRID = 256.0
+
+
+def _make_comparison(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
+    def rebuild(ctx: Any) -> list[Any]:
+        """Quantized int8/uint8 inputs compare on TFLite's grid of 1/256 (absolute, whatever the
+        scales): values closer than that can compare equal, which the real values would not."""
+        a, b = ctx.input(0), ctx.input(1)
+        if all(_is_real_quantized(ctx.in_tensor(i)) and ctx.in_tensor(i).type_name in ("INT8", "UINT8")
+               for i in (0, 1)):
+            a, b = round_half_away(a * _COMPARE_GRID), round_half_away(b * _COMPARE_GRID)
+        return [fn(a, b)]
+
+    return rebuild
+
+
+for _name, _fn in _COMPARISONS.items():
+    register(_name)(_make_comparison(_fn))
+
+
+# -- ops with options or parameters ---------------------------------------------------------------
+@register("ADD_N")
+def add_n(ctx: Any) -> list[Any]:
+    return [tf.add_n(ctx.inputs)]
+
+
+@register("LEAKY_RELU")
+def leaky_relu(ctx: Any) -> list[Any]:
+    """TFLite: ``x > 0 ? x : alpha * x`` (the TF kernel is the same for every alpha)."""
+    alpha = float(ctx.options.get("alpha", 0.0))
+    return [tf.nn.leaky_relu(ctx.input(0), alpha=alpha)]
+
+
+@register("PRELU")
+def prelu(ctx: Any) -> list[Any]:
+    """TFLite: ``x >= 0 ? x : alpha * x`` with ``alpha`` broadcast against ``x``.
+
+    ``relu(x) + (-alpha) * relu(-x)`` is the Keras pattern the converter fuses back into PRELU (the
+    ``relu(x) - alpha * relu(-x)`` spelling is not fused). It is exact in float: both products only
+    flip signs. The converter only fuses it when alpha has rank ``rank(x) - 1`` (Keras' alpha shape),
+    so a constant alpha is reshaped to that rank (leading 1s added or dropped: same broadcast) and
+    becomes a trainable weight.
+    """
+    x = ctx.input(0)
+    if ctx.is_const(1):
+        shape = _prelu_alpha_shape(ctx.in_tensor(1).shape, len(ctx.in_tensor(0).shape))
+        alpha = ctx.weight(1, (lambda a: a.reshape(shape)) if shape is not None else None,
+                           "prelu" if shape is not None else "")
+    else:
+        alpha = ctx.input(1)
+    alpha = tf.cast(alpha, x.dtype)
+    return [tf.nn.relu(x) + tf.negative(alpha) * tf.nn.relu(tf.negative(x))]
+
+
+def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] | None:
+    """Alpha's shape with rank ``x_rank - 1`` and the same broadcast against x, or None if none."""
+    a = list(alpha_shape)
+    while len(a) > x_rank - 1 and a and a[0] == 1:
+        a.pop(0)
+    if x_rank < 1 or len(a) > x_rank - 1:
+        return None
+    return [1] * (x_rank - 1 - len(a)) + a
+
+
+@register("GELU")
+def gelu(ctx: Any) -> list[Any]:
+    """``approximate`` selects the tanh form, as in TensorFlow; the converter keeps the option."""
+    return [tf.nn.gelu(ctx.input(0), approximate=bool(ctx.options.get("approximate", False)))]
+
+
+@register("NEG", check=_per_tensor_check)
+def neg(ctx: Any) -> list[Any]:
+    """TFLite's integer NEG negates the raw codes and ignores the quantization parameters (the
+    converter never emits it; hand-made int8 models do). So a quantized input is negated as codes,
+    wrapping like the C++ cast (-(-128) -> -128), and the codes read with the output's parameters."""
+    x, in_t, out_t = ctx.input(0), ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (_is_real_quantized(in_t) and _is_real_quantized(out_t)):
+        return [tf.negative(x)]
+    if in_t.type_name not in ("INT8", "INT16"):
+        raise ctx.unsupported(f"NEG of a quantized {in_t.type_name} tensor")
+    codes = tf.negative(_to_codes(x, in_t))
+    span = 2.0 ** (8 * in_t.dtype.itemsize)
+    codes = tf.where(codes >= span / 2, codes - span, codes)
+    return [_from_codes(codes, out_t)]
+
+
+@register("CAST", check=_per_tensor_check)
+def cast(ctx: Any) -> list[Any]:
+    """Convert to the output tensor's type (``CastOptions`` only repeat the tensor types; the kernel
+    reads the tensors). TFLite casts raw values: a quantized input contributes its integer codes, not
+    its real values, so those are recovered first, and a quantized output holds the cast codes;
+    float -> int truncates toward zero in both."""
+    x = ctx.input(0)
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if _is_real_quantized(in_t):
+        x = _to_codes(x, in_t)
+    if _is_real_quantized(out_t):
+        return [_from_codes(tf.cast(tf.cast(x, out_t.dtype), tf.float32), out_t)]
+    return [tf.cast(x, ctx.out_dtype(0))]
+

@@ -1,0 +1,221 @@
+"""Reductions, ARG_MAX/ARG_MIN and CUMSUM against the TFLite interpreter (float32, int32, bool, int8)."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tflite
+
+from tflite_inverter.reader import read_model
+
+from .helpers import (
+    assert_float_close,
+    assert_quantized_close,
+    quantized_inputs,
+    random_like,
+    run_interpreter,
+    run_rebuilt,
+    to_tflite,
+)
+
+F32 = tf.float32
+SHAPE = [2, 3, 4]
+
+
+def convert_single(fn, specs, expect: str, mode: str = "float", calibration=None) -> bytes:
+    """Convert and check that the model is exactly the op under test (on int8 in int8 mode)."""
+    model = to_tflite(fn, specs, mode, calibration=calibration)
+    m = read_model(model)
+    names = [op.name for op in m.main.operators]
+    if mode == "float":
+        assert names == [expect], names
+    else:
+        op = next(o for o in m.main.operators if o.name == expect)
+        assert m.main.tensors[op.inputs[0]].type_name == "INT8", names
+    return model
+
+
+def uniform_calibration(specs, lo: float, hi: float, n: int = 16, seed: int = 7):
+    rng = np.random.default_rng(seed)
+    return [[rng.uniform(lo, hi, size=[d or 1 for d in s.shape]).astype(np.float32) for s in specs]
+            for _ in range(n)]
+
+
+REDUCERS = {"MEAN": tf.reduce_mean, "SUM": tf.reduce_sum, "REDUCE_PROD": tf.reduce_prod,
+            "REDUCE_MAX": tf.reduce_max, "REDUCE_MIN": tf.reduce_min}
+AXES = [[1], [-1], [0, 2], [-1, 1], [0, 1, 2]]
+
+
+@pytest.mark.parametrize("axes", AXES, ids=str)
+@pytest.mark.parametrize("keep_dims", [False, True])
+@pytest.mark.parametrize("op", sorted(REDUCERS))
+def test_reducer_float_constant_axes(op, keep_dims, axes):
+    specs = [tf.TensorSpec(SHAPE, F32)]
+    model = convert_single(lambda x: REDUCERS[op](x, axis=axes, keepdims=keep_dims), specs, op)
+    assert read_model(model).main.operators[0].options.get("keep_dims", False) is keep_dims
+    assert_float_close(model, random_like(specs, seed=1, low=0.5, high=1.5), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("keep_dims", [False, True])
+@pytest.mark.parametrize("op", sorted(REDUCERS))
+def test_reducer_axis_given_as_a_tensor(op, keep_dims):
+    specs = [tf.TensorSpec(SHAPE, F32), tf.TensorSpec([2], tf.int32)]
+    model = convert_single(lambda x, a: REDUCERS[op](x, axis=a, keepdims=keep_dims), specs, op)
+    assert not read_model(model).main.tensors[read_model(model).main.operators[0].inputs[1]].is_constant
+    x = random_like(specs[:1], seed=2, low=0.5, high=1.5)[0]
+    assert_float_close(model, [x, np.array([0, -1], np.int32)], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("op,fn", [("REDUCE_ANY", tf.reduce_any), ("REDUCE_ALL", tf.reduce_all)])
+@pytest.mark.parametrize("keep_dims", [False, True])
+@pytest.mark.parametrize("axes", [[1], [-1, 0]], ids=str)
+def test_logical_reducer_matches_interpreter(op, fn, keep_dims, axes):
+    specs = [tf.TensorSpec(SHAPE, tf.bool)]
+    model = convert_single(lambda x: fn(x, axis=axes, keepdims=keep_dims), specs, op)
+    x = np.random.default_rng(3).random(SHAPE) < 0.7
+    assert_float_close(model, [x])
+
+
+@pytest.mark.parametrize("op", ["MEAN", "SUM", "REDUCE_PROD", "REDUCE_MAX", "REDUCE_MIN"])
+def test_reducer_int32(op):
+    """MEAN on integers truncates the quotient toward zero in both."""
+    specs = [tf.TensorSpec(SHAPE, tf.int32)]
+    model = convert_single(lambda x: REDUCERS[op](x, axis=[0, 2]), specs, op)
+    x = np.random.default_rng(4).integers(-5, 6, size=SHAPE).astype(np.int32)
+    assert_float_close(model, [x])
+
+
+def _patch_int32_constant(model: bytes, old: list[int], new: list[int]) -> bytes:
+    """Overwrite the data of the (unique) int32 constant buffer holding ``old``."""
+    pattern = struct.pack(f"<{len(old)}i", *old)
+    m = tflite.Model.GetRootAs(model, 0)
+    buf = bytearray(model)
+    for i in range(m.BuffersLength()):
+        b = m.Buffers(i)
+        if b.DataLength() == len(pattern):
+            start = b._tab.Vector(b._tab.Offset(4))
+            if bytes(buf[start:start + len(pattern)]) == pattern:
+                buf[start:start + len(pattern)] = struct.pack(f"<{len(new)}i", *new)
+                return bytes(buf)
+    raise AssertionError("constant not found")
+
+
+def test_reducer_duplicate_and_negative_axes_resolved_like_tflite():
+    """TFLite resolves the axis set (negative -> positive, duplicates dropped); TensorFlow rejects
+    duplicates, so the rebuilder de-duplicates a constant axis first."""
+    specs = [tf.TensorSpec(SHAPE, F32)]
+    model = convert_single(lambda x: tf.reduce_sum(x, axis=[0, 2]), specs, "SUM")
+    patched = _patch_int32_constant(model, [0, 2], [2, -1])  # the same axis twice
+    x = random_like(specs, seed=5)
+    ref = run_interpreter(patched, x)[0]
+    np.testing.assert_allclose(ref, x[0].sum(axis=2), rtol=1e-6)
+    np.testing.assert_allclose(run_rebuilt(patched, x)[0], ref, rtol=1e-6, atol=1e-6)
+
+
+# -- int8 -------------------------------------------------------------------------------------------------
+INT8_CASES = [
+    ("MEAN", lambda x: tf.reduce_mean(x, axis=[1, 2]), -4, 4),  # the spatial-mean fast path
+    ("MEAN", lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True), 0, 6),
+    ("MEAN", lambda x: tf.reduce_mean(x, axis=-1), -4, 4),
+    ("MEAN", lambda x: tf.reduce_mean(x, axis=[0, 1, 2, 3]), -4, 4),
+    ("SUM", lambda x: tf.reduce_sum(x, axis=[1, 2]), -4, 4),
+    ("SUM", lambda x: tf.reduce_sum(x, axis=-1, keepdims=True), -1, 1),
+    ("REDUCE_MAX", lambda x: tf.reduce_max(x, axis=[1, 2]), -4, 4),
+    ("REDUCE_MIN", lambda x: tf.reduce_min(x, axis=3), -4, 4),
+    ("REDUCE_PROD", lambda x: tf.reduce_prod(x, axis=3), 0.5, 1.5),
+]
+
+
+@pytest.mark.parametrize("case", range(len(INT8_CASES)), ids=lambda i: f"{INT8_CASES[i][0]}-{i}")
+def test_reducer_int8_within_one_lsb(case):
+    op, fn, lo, hi = INT8_CASES[case]
+    specs = [tf.TensorSpec([1, 6, 6, 8], F32)]
+    model = convert_single(fn, specs, op, "int8", uniform_calibration(specs, lo, hi))
+    x = random_like(specs, seed=6, low=lo, high=hi)
+    assert_quantized_close(model, quantized_inputs(model, x), max_lsb=1, min_within_1=1.0)
+
+
+# -- ARG_MAX / ARG_MIN ------------------------------------------------------------------------------------
+ARGS = {"ARG_MAX": tf.math.argmax, "ARG_MIN": tf.math.argmin}
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+@pytest.mark.parametrize("out_type", [tf.int32, tf.int64])
+@pytest.mark.parametrize("op", sorted(ARGS))
+def test_arg_float_output_types_and_ties(op, out_type, axis):
+    specs = [tf.TensorSpec(SHAPE, F32)]
+    model = convert_single(lambda x: ARGS[op](x, axis=axis, output_type=out_type), specs, op)
+    m = read_model(model)
+    assert m.main.operators[0].options["output_type"] == out_type.name.upper()
+    x = np.random.default_rng(7).integers(0, 3, size=SHAPE).astype(np.float32)  # many ties
+    ref = run_interpreter(model, [x])[0]
+    assert ref.dtype == out_type.as_numpy_dtype
+    assert_float_close(model, [x])
+
+
+@pytest.mark.parametrize("op", sorted(ARGS))
+def test_arg_axis_given_as_a_tensor(op):
+    specs = [tf.TensorSpec(SHAPE, F32), tf.TensorSpec([], tf.int32)]
+    model = convert_single(lambda x, a: ARGS[op](x, axis=a, output_type=tf.int32), specs, op)
+    x = random_like(specs[:1], seed=8)[0]
+    for axis in (1, -1):
+        assert_float_close(model, [x, np.array(axis, np.int32)])
+
+
+@pytest.mark.parametrize("op", sorted(ARGS))
+def test_arg_int32_input(op):
+    specs = [tf.TensorSpec(SHAPE, tf.int32)]
+    model = convert_single(lambda x: ARGS[op](x, axis=2, output_type=tf.int32), specs, op)
+    assert_float_close(model, [np.random.default_rng(9).integers(-3, 3, size=SHAPE).astype(np.int32)])
+
+
+@pytest.mark.parametrize("op", sorted(ARGS))
+def test_arg_int8_exact(op):
+    specs = [tf.TensorSpec([4, 32], F32)]
+    model = convert_single(lambda x: ARGS[op](x, axis=1), specs, op, "int8", uniform_calibration(specs, -2, 2))
+    x = random_like(specs, seed=10, low=-2, high=2)
+    assert_float_close(model, quantized_inputs(model, x))  # integer indices: exact
+
+
+def test_arg_check_refuses_non_integer_output_type():
+    from tflite_inverter.ops.registry import support
+
+    specs = [tf.TensorSpec(SHAPE, F32)]
+    m = read_model(convert_single(lambda x: tf.math.argmax(x, axis=1), specs, "ARG_MAX"))
+    op = m.main.operators[0]
+    sg = m.main
+    bad = sg.tensors[op.outputs[0]]
+    object.__setattr__(bad, "type_name", "FLOAT32")  # a writer that put the schema default there
+    ok, why = support(op, sg)
+    assert not ok and "FLOAT32" in why
+
+
+# -- CUMSUM -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("axis", [0, 2, -2])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_cumsum_float_every_option(exclusive, reverse, axis):
+    specs = [tf.TensorSpec(SHAPE, F32)]
+    model = convert_single(lambda x: tf.cumsum(x, axis=axis, exclusive=exclusive, reverse=reverse), specs, "CUMSUM")
+    o = read_model(model).main.operators[0].options
+    assert (o.get("exclusive", False), o.get("reverse", False)) == (exclusive, reverse)
+    assert_float_close(model, random_like(specs, seed=11), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [tf.int32, tf.int64])
+def test_cumsum_integer(dtype):
+    specs = [tf.TensorSpec(SHAPE, dtype)]
+    model = convert_single(lambda x: tf.cumsum(x, axis=1, exclusive=True, reverse=True), specs, "CUMSUM")
+    x = np.random.default_rng(12).integers(-9, 9, size=SHAPE).astype(dtype.as_numpy_dtype)
+    assert_float_close(model, [x])
+
+
+def test_cumsum_axis_given_as_a_tensor():
+    specs = [tf.TensorSpec(SHAPE, F32), tf.TensorSpec([], tf.int32)]
+    model = convert_single(lambda x, a: tf.cumsum(x, axis=a, reverse=True), specs, "CUMSUM")
+    x = random_like(specs[:1], seed=13)[0]
+    for axis in (0, -1):
+        assert_float_close(model, [x, np.array(axis, np.int32)], rtol=1e-6, atol=1e-6)
