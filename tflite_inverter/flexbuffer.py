@@ -43,7 +43,10 @@ def decode_flexbuffer(data: bytes) -> Any:
         if ref.IsKey:
             return ref.AsKey
         if ref.IsString:
-            return ref.AsString
+            try:
+                return ref.AsString
+            except UnicodeDecodeError:  # e.g. a serialized NodeDef inside Flex options
+                return bytes(ref.AsStringBytes)
         if ref.IsBlob:
             return bytes(ref.AsBlob)
         if ref.IsMap:

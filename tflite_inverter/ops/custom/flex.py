@@ -1,0 +1,149 @@
+"""Flex ops (``CUSTOM:Flex<Op>``): TensorFlow ops embedded in a TFLite model.
+
+The custom options are a FlexBuffer vector ``[op_name, NodeDef bytes]``: the serialized
+``tensorflow.NodeDef`` carries the op name and its attributes. The rebuilder decodes it and emits the
+same TF op through ``tf.raw_ops`` with the op's own attributes, so the rebuilt op *is* the op the
+Flex delegate would run (and converting back with ``SELECT_TF_OPS`` gives the same Flex op).
+
+Inputs are matched to the ``OpDef``'s input arguments in order (a list argument takes ``N`` or
+``len(type list)`` consecutive inputs); attributes that TensorFlow infers from the inputs (``T``,
+``N``, type lists) are not passed, every other attribute is.
+"""
+
+from __future__ import annotations
+
+import keyword
+from typing import Any
+
+from flatbuffers import flexbuffers
+
+from ..._tf import tf
+from ...ir import Operator, Subgraph
+from ..registry import register
+
+_PREFIX = "Flex"
+
+
+def _decode(op: Operator) -> tuple[str, bytes] | str:
+    """``(op_name, node_def_bytes)`` or a problem description. The NodeDef is read as raw bytes (it is
+    binary protobuf; the generic FlexBuffer decoder insists on UTF-8 strings)."""
+    data = op.custom_options
+    if not data:
+        return "no custom options (a Flex op stores [op_name, NodeDef])"
+    try:
+        root = flexbuffers.GetRoot(bytearray(data))
+        if not root.IsVector:
+            return "custom options are not a FlexBuffer vector [op_name, NodeDef]"
+        vec = root.AsVector
+        if len(vec) < 2:
+            return "custom options vector has fewer than 2 entries"
+        name_ref, nd_ref = vec[0], vec[1]
+        if not name_ref.IsString or not (nd_ref.IsString or nd_ref.IsBlob):
+            return "custom options vector does not hold [string, string]"
+        name = bytes(flexbuffers.String(name_ref._Indirect(), name_ref._byte_width).Bytes).decode("utf-8")
+        if nd_ref.IsBlob:
+            node_def = bytes(nd_ref.AsBlob)
+        else:
+            node_def = bytes(flexbuffers.String(nd_ref._Indirect(), nd_ref._byte_width).Bytes)
+    except (IndexError, ValueError, TypeError, UnicodeDecodeError, AttributeError, KeyError) as exc:
+        return f"custom options are not a valid FlexBuffer ({type(exc).__name__})"
+    if op.custom_code and op.custom_code != _PREFIX + name:
+        return f"custom code {op.custom_code} names a different op than its NodeDef op {name!r}"
+    return name, node_def
+
+
+def _check(op: Operator, sg: Subgraph) -> list[str]:
+    r = _decode(op)
+    return [r] if isinstance(r, str) else []
+
+
+def _attr_value(v: Any, where: str) -> Any:
+    """An ``AttrValue`` proto -> the Python value ``tf.raw_ops`` accepts."""
+    kind = v.WhichOneof("value")
+    if kind == "s":
+        return v.s
+    if kind in ("i", "f", "b"):
+        return getattr(v, kind)
+    if kind == "type":
+        return tf.dtypes.as_dtype(v.type)
+    if kind == "shape":
+        return tf.TensorShape(v.shape)
+    if kind == "tensor":
+        return tf.make_ndarray(v.tensor)
+    if kind == "list":
+        lst = v.list
+        if lst.type:
+            return [tf.dtypes.as_dtype(t) for t in lst.type]
+        if lst.shape:
+            return [tf.TensorShape(s) for s in lst.shape]
+        if lst.tensor:
+            return [tf.make_ndarray(t) for t in lst.tensor]
+        for field in ("s", "i", "f", "b"):
+            if getattr(lst, field):
+                return list(getattr(lst, field))
+        return []
+    raise ValueError(f"{where}: attribute of kind {kind!r} (functions and placeholders are not supported)")
+
+
+@register("CUSTOM:Flex*", check=_check)
+def flex_op(ctx: Any) -> list[Any]:
+    from tensorflow.core.framework import node_def_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    decoded = _decode(ctx.op)
+    if isinstance(decoded, str):
+        raise ctx.unsupported(decoded)
+    name, raw = decoded
+    nd = node_def_pb2.NodeDef()
+    try:
+        nd.ParseFromString(raw)
+    except Exception as exc:  # protobuf raises its own DecodeError
+        raise ctx.unsupported(f"NodeDef does not parse ({exc})") from None
+    op_def = op_def_registry.get(nd.op or name)
+    fn = getattr(tf.raw_ops, nd.op or name, None)
+    if op_def is None or fn is None:
+        raise ctx.unsupported(f"TensorFlow has no op {nd.op or name!r}")
+    inferred = set()
+    for arg in op_def.input_arg:
+        inferred.update(a for a in (arg.type_attr, arg.number_attr, arg.type_list_attr) if a)
+    kwargs: dict[str, Any] = {}
+    for key, value in nd.attr.items():
+        if key in inferred or key.startswith("_"):
+            continue
+        try:
+            kwargs[key] = _attr_value(value, ctx.where)
+        except ValueError as exc:
+            raise ctx.unsupported(str(exc)) from None
+    pos = 0
+    for arg in op_def.input_arg:
+        if arg.number_attr:
+            count = nd.attr[arg.number_attr].i
+        elif arg.type_list_attr:
+            count = len(nd.attr[arg.type_list_attr].list.type)
+        else:
+            count = 1
+        vals = []
+        for k in range(count):
+            v = ctx.input(pos + k)
+            if v is None:
+                raise ctx.unsupported(f"input {pos + k} ({arg.name}) is absent")
+            want = None
+            if arg.type_attr and arg.type_attr in nd.attr:
+                want = tf.dtypes.as_dtype(nd.attr[arg.type_attr].type)
+            elif arg.type_list_attr:
+                want = tf.dtypes.as_dtype(nd.attr[arg.type_list_attr].list.type[k])
+            elif arg.type:
+                want = tf.dtypes.as_dtype(arg.type)
+            if want is not None and v.dtype != want and want not in (tf.resource, tf.variant):
+                v = tf.cast(v, want)
+            vals.append(v)
+        pos += count
+        arg_name = arg.name + "_" if keyword.iskeyword(arg.name) else arg.name
+        kwargs[arg_name] = vals if (arg.number_attr or arg.type_list_attr) else vals[0]
+    if pos != ctx.num_inputs:
+        raise ctx.unsupported(f"{nd.op} takes {pos} inputs, the operator has {ctx.num_inputs}")
+    result = fn(**kwargs)
+    outs = [result] if isinstance(result, tf.Tensor) else list(tf.nest.flatten(result))
+    if len(outs) != ctx.num_outputs:
+        raise ctx.unsupported(f"{nd.op} gives {len(outs)} outputs, the operator has {ctx.num_outputs}")
+    return outs
