@@ -88,9 +88,15 @@ def run_rebuilt(model: bytes, inputs: Sequence[np.ndarray], **options: Any) -> l
     module = make_module(ir_model, RebuildOptions(**options))
     plan = module.plans[0]
     fn = module.concrete[plan.key]
-    feed = {s.name: tf.constant(np.asarray(a, dtype=s.dtype.as_numpy_dtype)) for s, a in zip(plan.inputs, inputs)}
+    # Inputs and outputs in subgraph order, as run_interpreter uses them (a signature may order them
+    # differently: a converted tf.cond has subgraph inputs (y, x) and signature inputs (x, y)).
+    sg = ir_model.subgraphs[plan.subgraph_index]
+    by_tensor = dict(zip(sg.inputs, inputs))
+    feed = {s.name: tf.constant(np.asarray(by_tensor[s.tensor.index], dtype=s.dtype.as_numpy_dtype))
+            for s in plan.inputs}
     out = fn(**feed)
-    return [out[s.name].numpy() for s in plan.outputs]
+    names = {s.tensor.index: s.name for s in plan.outputs}
+    return [out[names[ti]].numpy() for ti in sg.outputs]
 
 
 def random_like(specs: Sequence[tf.TensorSpec], seed: int = 0, low: float = -1.0, high: float = 1.0

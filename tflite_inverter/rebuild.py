@@ -210,7 +210,7 @@ class GraphBuilder:
             arr = self.const_array(t, where, sg)
             if transform is not None:
                 arr = transform(arr)
-            arr = np.ascontiguousarray(arr)
+            arr = np.ascontiguousarray(arr).reshape(np.shape(arr))  # keep 0-d constants 0-d
             trainable = arr.dtype.kind in "fc"
             name = sanitize(t.name, f"tensor_{t.index}")
             with tf.init_scope():

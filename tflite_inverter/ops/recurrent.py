@@ -1,0 +1,914 @@
+"""Recurrent ops: LSTM, UNIDIRECTIONAL_SEQUENCE_LSTM, BIDIRECTIONAL_SEQUENCE_LSTM, RNN,
+UNIDIRECTIONAL_SEQUENCE_RNN, BIDIRECTIONAL_SEQUENCE_RNN and SVDF.
+
+The state tensors of these ops are TFLite *variable* tensors: the interpreter updates them in place on
+every invoke, so a model converted from a "stateless" Keras layer still carries its state from one
+call to the next. The rebuilt module does the same: the states are ``ctx.state(i)`` variables, read
+at the start of the op and assigned the final state at its end.
+
+The time loop is a ``tf.scan`` (a ``tf.while_loop``) over the time-major sequence, with the input
+projections of every time step computed before the loop. TensorFlow has no op the converter fuses
+back into these TFLite ops while keeping the state across calls (its Keras-LSTM fusion drops the
+final state), so a round trip yields a WHILE loop, not the original single op.
+
+Three numeric forms are rebuilt, chosen the way the TFLite kernels choose them:
+
+* float: float input and float weights (lstm_eval.cc LstmStepFloat, basic_rnn, svdf EvalFloatSVDF).
+* hybrid: float input, int8 weights. The kernels quantize every float activation row (input, state,
+  hidden) to int8 on the fly before the integer matmul; that rounding is reproduced (per-row
+  symmetric, or asymmetric with ``asymmetric_quantize_inputs``).
+* full integer (LSTM and UNIDIRECTIONAL_SEQUENCE_LSTM "8x8_16", SVDF int8): emulated bit for bit in
+  int64 tensors: the kernel's quantized multipliers and double-rounding rescales, int16 gate
+  pre-activations on their intermediate scale (Q3.12 without layer norm), gemmlowp's fixed-point
+  int16 logistic/tanh (tabulated once over all 65536 inputs), the int16 cell state with its
+  rounding shifts, saturating adds and clip, the int8 hidden state and projection. Only the integer
+  layer norm's fixed-point inverse square root is replaced by the exact one.
+
+TFLite quirks are reproduced rather than "fixed", since the interpreter is the reference: activation
+NONE in a float LSTM multiplies by the cell gate instead of the cell state, the integer projection
+path offsets the hidden by twice its zero point, the int8 SVDF accepts only RELU and does not apply
+it, batch-major BIDIRECTIONAL_SEQUENCE_RNN feeds its backward cell the input even in "aux replaces
+backward input" mode, and its hybrid time-major form repeats both passes max_time times.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._tf import tf
+from ..ir import Operator, Subgraph, Tensor
+from .common import apply_activation, round_half_away
+from .registry import register
+
+GATES = ("input", "forget", "cell", "output")
+#: Activations the recurrent kernels' ApplyActivationToVector implements.
+RECURRENT_ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT")
+
+
+@dataclass(frozen=True)
+class LstmLayout:
+    """Input indices of one LSTM direction (lstm_shared.h; bidirectional_sequence_lstm.cc)."""
+
+    x: dict[str, int]
+    h: dict[str, int]
+    peephole: dict[str, int]
+    bias: dict[str, int]
+    proj_w: int
+    proj_b: int
+    h_state: int
+    c_state: int
+    layer_norm: dict[str, int] = field(default_factory=dict)
+    aux: dict[str, int] = field(default_factory=dict)
+
+
+UNI = LstmLayout(
+    x={"input": 1, "forget": 2, "cell": 3, "output": 4}, h={"input": 5, "forget": 6, "cell": 7, "output": 8},
+    peephole={"input": 9, "forget": 10, "output": 11}, bias={"input": 12, "forget": 13, "cell": 14, "output": 15},
+    proj_w=16, proj_b=17, h_state=18, c_state=19, layer_norm={"input": 20, "forget": 21, "cell": 22, "output": 23})
+BIDI_FW = LstmLayout(
+    x=UNI.x, h=UNI.h, peephole=UNI.peephole, bias=UNI.bias, proj_w=16, proj_b=17, h_state=35, c_state=36,
+    aux={"input": 40, "forget": 41, "cell": 42, "output": 43})
+BIDI_BW = LstmLayout(
+    x={g: i + 17 for g, i in UNI.x.items()}, h={g: i + 17 for g, i in UNI.h.items()},
+    peephole={g: i + 17 for g, i in UNI.peephole.items()}, bias={g: i + 17 for g, i in UNI.bias.items()},
+    proj_w=33, proj_b=34, h_state=37, c_state=38, aux={"input": 44, "forget": 45, "cell": 46, "output": 47})
+BIDI_AUX_INPUT = 39
+
+
+# -- small shared helpers ----------------------------------------------------------------------------
+def _tensor(op: Operator, sg: Subgraph, i: int) -> Tensor | None:
+    return sg.tensors[op.inputs[i]] if i < len(op.inputs) and op.inputs[i] >= 0 else None
+
+
+def _scale(t: Tensor) -> float:
+    return float(t.quantization.scale[0])
+
+
+def _zp(t: Tensor) -> float:
+    return float(t.quantization.zero_point[0]) if t.quantization.zero_point.size else 0.0
+
+
+def _kind(input_t: Tensor | None, weight_t: Tensor | None) -> str:
+    """float / hybrid / integer, as the kernels decide it (input type, then weight type)."""
+    if input_t is None or weight_t is None:
+        return "float"
+    if input_t.type_name == "FLOAT32":
+        return "hybrid" if weight_t.type_name in ("INT8", "UINT8") else "float"
+    return "integer"
+
+
+def _activation_problems(op: Operator) -> list[str]:
+    act = op.options.get("fused_activation_function", "NONE")
+    if act not in RECURRENT_ACTIVATIONS:
+        return [f"fused activation {act!r} (the recurrent kernels implement {', '.join(RECURRENT_ACTIVATIONS)})"]
+    return []
+
+
+def _clip(x: Any, limit: float) -> Any:
+    return tf.clip_by_value(x, -limit, limit) if limit > 0 else x
+
+
+def _time_major(x: Any, time_major: bool) -> Any:
+    return x if time_major else tf.transpose(x, [1, 0, 2])
+
+
+def _transposed(ctx: Any, i: int) -> Any:
+    """Weight ``[out, in]`` as ``[in, out]`` for ``x @ w`` (constant: transposed once in numpy)."""
+    if not ctx.has_input(i):
+        return None
+    if ctx.is_const(i):
+        return ctx.weight(i, lambda a: a.reshape(a.shape[0], -1).T, "T")
+    return tf.transpose(ctx.input(i))
+
+
+def _vector(ctx: Any, i: int) -> Any:
+    if not ctx.has_input(i):
+        return None
+    return ctx.weight(i) if ctx.is_const(i) else ctx.input(i)
+
+
+def _quantize_rows(x: Any, asymmetric: bool) -> Any:
+    """The int8 rounding the hybrid kernels apply to a float activation row before an integer matmul
+    (tensor_utils::BatchQuantizeFloats), returned as the real values it represents."""
+    x64 = tf.cast(x, tf.float64)
+    if not asymmetric:
+        rng = tf.reduce_max(tf.abs(x64), axis=-1, keepdims=True)
+        safe = tf.where(rng > 0, rng, tf.ones_like(rng))
+        q = tf.clip_by_value(round_half_away(x64 * tf.cast(tf.cast(127.0 / safe, tf.float32), tf.float64)),
+                             -127.0, 127.0)
+        return tf.cast(q * (safe / 127.0), x.dtype)
+    rmin = tf.minimum(tf.reduce_min(x64, axis=-1, keepdims=True), 0.0)
+    rmax = tf.maximum(tf.reduce_max(x64, axis=-1, keepdims=True), 0.0)
+    same = tf.equal(rmin, rmax)
+    scale = tf.where(same, tf.ones_like(rmin), (rmax - rmin) / 255.0)
+    zp_min, zp_max = -128.0 - rmin / scale, 127.0 - rmax / scale
+    zp = tf.where(128.0 + tf.abs(rmin / scale) < 127.0 + tf.abs(rmax / scale), zp_min, zp_max)
+    zp = tf.clip_by_value(round_half_away(zp), -128.0, 127.0)
+    inv = tf.cast(tf.cast(1.0 / scale, tf.float32), tf.float64)
+    q = tf.clip_by_value(round_half_away(zp + x64 * inv), -128.0, 127.0)
+    return tf.cast(tf.where(same, tf.zeros_like(x64), (q - zp) * scale), x.dtype)
+
+
+def _layer_norm(x: Any) -> Any:
+    """tensor_utils::MeanStddevNormalization (population variance, epsilon 1e-8)."""
+    mean = tf.reduce_mean(x, axis=-1, keepdims=True)
+    var = tf.reduce_mean(tf.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * tf.math.rsqrt(var + 1e-8)
+
+
+def _read_state(ctx: Any, i: int, shape: list[Any]) -> Any:
+    v = ctx.input(i)
+    if v is None:
+        raise ctx.unsupported(f"state input {i} is absent")
+    return tf.reshape(tf.cast(v, tf.float32), shape)
+
+
+def _write_state(ctx: Any, i: int, value: Any) -> None:
+    """Assign the final state to the variable behind input ``i`` (TFLite writes it in place)."""
+    t = ctx.in_tensor(i)
+    if t is None or not t.is_variable:
+        return  # TFLite would refuse a non-variable state; nothing persists
+    var = ctx.state(i)
+    var.assign(tf.reshape(tf.cast(value, var.dtype), tf.shape(var)))
+
+
+# -- LSTM: checks ----------------------------------------------------------------------------------
+def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], integer_ok: bool) -> list[str]:
+    problems = _activation_problems(op)
+    o = op.options
+    for key in ("cell_clip", "proj_clip"):
+        if float(o.get(key) or 0.0) < 0:
+            problems.append(f"{key} {o.get(key)} is negative (TFLite requires >= 0)")
+    for lay in layouts:
+        x_t, w_t = _tensor(op, sg, 0), _tensor(op, sg, lay.x["output"])
+        if w_t is None:
+            problems.append(f"input {lay.x['output']} (input-to-output weights) is absent")
+            continue
+        kind = _kind(x_t, w_t)
+        if kind == "integer":
+            if not integer_ok:
+                problems.append(f"{x_t.type_name} input: this op has no integer kernel in TFLite")
+            elif x_t.type_name != "INT8" or w_t.type_name != "INT8":
+                problems.append(f"integer LSTM with {x_t.type_name} input and {w_t.type_name} weights (only the "
+                                "int8 8x8_16 kernel is rebuilt)")
+            elif len(op.intermediates) != 5:
+                problems.append(f"integer LSTM with {len(op.intermediates)} intermediates (only the 8x8_16 "
+                                "kernel with 5 is rebuilt; 12 selects TFLite's 8x8_8 kernel)")
+            else:
+                c_t = _tensor(op, sg, lay.c_state)
+                if c_t is None or not c_t.is_quantized or c_t.type_name != "INT16":
+                    problems.append("integer LSTM whose cell state is not a quantized int16 tensor")
+                else:
+                    e = math.log2(_scale(c_t))
+                    if e != int(e) or e > -9:
+                        problems.append(f"cell state scale {_scale(c_t)} is not a power of two <= 2^-9")
+        elif x_t is not None and x_t.type_name != "FLOAT32":
+            problems.append(f"input type {x_t.type_name}")
+    return problems
+
+
+def _lstm_check(op: Operator, sg: Subgraph) -> list[str]:
+    if op.options.get("kernel_type", "FULL") != "FULL":
+        return [f"kernel_type {op.options.get('kernel_type')} (the 5-input BASIC quantized LSTM cell is not "
+                "rebuilt; only the FULL kernel)"]
+    if len(op.inputs) not in (20, 24):
+        return [f"{len(op.inputs)} inputs (the FULL kernel takes 20 or 24)"]
+    return _lstm_problems(op, sg, (UNI,), integer_ok=True)
+
+
+def _uni_lstm_check(op: Operator, sg: Subgraph) -> list[str]:
+    if len(op.inputs) not in (20, 24):
+        return [f"{len(op.inputs)} inputs (UNIDIRECTIONAL_SEQUENCE_LSTM takes 20 or 24)"]
+    return _lstm_problems(op, sg, (UNI,), integer_ok=True)
+
+
+def _bidi_lstm_check(op: Operator, sg: Subgraph) -> list[str]:
+    if len(op.inputs) != 48:
+        return [f"{len(op.inputs)} inputs (BIDIRECTIONAL_SEQUENCE_LSTM takes 48)"]
+    return _lstm_problems(op, sg, (BIDI_FW, BIDI_BW), integer_ok=False)
+
+
+# -- LSTM: float and hybrid ---------------------------------------------------------------------------
+@dataclass
+class FloatLstm:
+    """One direction's weights in the real domain, laid out for ``x @ w``."""
+
+    wx: dict[str, Any]
+    wa: dict[str, Any]
+    wh: dict[str, Any]
+    diagonal: bool
+    peephole: dict[str, Any]
+    bias: dict[str, Any]
+    ln: dict[str, Any]
+    proj_w: Any
+    proj_b: Any
+    activation: str
+    cell_clip: float
+    proj_clip: float
+    hybrid: bool
+    asymmetric: bool
+    where: str
+
+    @property
+    def cifg(self) -> bool:
+        return self.wx.get("input") is None
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[1:] if self.cifg else GATES
+
+
+def _float_lstm(ctx: Any, lay: LstmLayout) -> FloatLstm:
+    o = ctx.options
+    present = [i for i in range(ctx.num_inputs) if ctx.has_input(i)]
+
+    def get(idx: dict[str, int], fn: Any) -> dict[str, Any]:
+        return {g: fn(ctx, i) for g, i in idx.items() if i in present}
+
+    diagonal = bool(o.get("diagonal_recurrent_tensors", False))
+    p = FloatLstm(
+        wx=get(lay.x, _transposed), wa=get(lay.aux, _transposed),
+        wh=get(lay.h, _vector if diagonal else _transposed), diagonal=diagonal,
+        peephole=get(lay.peephole, _vector), bias=get(lay.bias, _vector),
+        ln=get({g: i for g, i in lay.layer_norm.items() if i < ctx.num_inputs}, _vector),
+        proj_w=_transposed(ctx, lay.proj_w), proj_b=_vector(ctx, lay.proj_b),
+        activation=o.get("fused_activation_function", "TANH"), cell_clip=float(o.get("cell_clip") or 0.0),
+        proj_clip=float(o.get("proj_clip") or 0.0), hybrid=_kind(ctx.in_tensor(0), ctx.in_tensor(lay.x["output"]))
+        == "hybrid", asymmetric=bool(o.get("asymmetric_quantize_inputs", False)), where=ctx.where)
+    if p.cifg != (p.wh.get("input") is None):
+        raise ctx.unsupported("input-gate weights must be all present or all absent (CIFG)")
+    if p.cifg and "input" in p.bias:
+        p.bias.pop("input")  # TFLite rejects it; a CIFG input gate has no bias
+    return p
+
+
+def _q(p: FloatLstm, x: Any) -> Any:
+    return _quantize_rows(x, p.asymmetric) if p.hybrid else x
+
+
+def _input_terms(p: FloatLstm, xs: Any, aux: Any) -> dict[str, Any]:
+    """Per-gate input projections (+ bias when there is no layer norm) for all time steps at once."""
+    xq = _q(p, xs)
+    aq = _q(p, aux) if aux is not None else None
+    out = {}
+    for g in p.gates:
+        z = tf.tensordot(xq, p.wx[g], axes=1)
+        if aq is not None and g in p.wa:
+            z = z + tf.tensordot(aq, p.wa[g], axes=1)
+        if not p.ln and g in p.bias:
+            z = z + p.bias[g]
+        out[g] = z
+    return out
+
+
+def _float_step(p: FloatLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]:
+    """One LstmStepFloat / hybrid step for a batch: returns (output = new h, new c)."""
+    hq = _q(p, h)
+
+    def pre(g: str, cell: Any) -> Any:
+        z = xg[g] + (hq * p.wh[g] if p.diagonal else tf.matmul(hq, p.wh[g]))
+        if cell is not None and g in p.peephole:
+            z = z + p.peephole[g] * cell
+        if p.ln:
+            z = _layer_norm(z) * p.ln[g]
+            if g in p.bias:
+                z = z + p.bias[g]
+        return z
+
+    act = lambda v: apply_activation(v, p.activation, p.where)  # noqa: E731
+    f = tf.sigmoid(pre("forget", c))
+    g_ = act(pre("cell", None))
+    i = 1.0 - f if p.cifg else tf.sigmoid(pre("input", c))
+    c_new = _clip(f * c + i * g_, p.cell_clip)
+    o = tf.sigmoid(pre("output", c_new))
+    # ApplyActivationToVector(cell_state, .., kTfLiteActNone, scratch) returns without writing its
+    # output, so with activation NONE TFLite multiplies the output gate by the cell *gate* left in
+    # that scratch buffer, not by the cell state. Reproduced as is.
+    hidden = o * (g_ if p.activation == "NONE" else act(c_new))
+    if p.proj_w is None:
+        return hidden, c_new
+    out = tf.matmul(_q(p, hidden), p.proj_w)
+    if p.proj_b is not None:
+        out = out + p.proj_b
+    return _clip(out, p.proj_clip), c_new
+
+
+def _run_float(p: FloatLstm, xs: Any, aux: Any, h0: Any, c0: Any, reverse: bool) -> tuple[Any, Any, Any]:
+    """Scan a time-major sequence; returns (outputs [T, B, n_out], final h, final c)."""
+    terms = _input_terms(p, xs, aux)
+    names = list(terms)
+
+    def step(carry: Any, elems: Any) -> Any:
+        h, c = carry
+        return _float_step(p, dict(zip(names, elems)), h, c)
+
+    hs, cs = tf.scan(step, tuple(terms[g] for g in names), initializer=(h0, c0), reverse=reverse)
+    last = 0 if reverse else -1
+    return hs, hs[last], cs[last]
+
+
+# -- LSTM: full integer (8x8_16) -------------------------------------------------------------------
+# gemmlowp's int16 fixed-point logistic and tanh (the functions TFLite's integer LSTM applies to its
+# Q3.12 gates and int16 cell state), evaluated once in numpy over all 65536 inputs and used as tables.
+def _wrap16(x: np.ndarray) -> np.ndarray:
+    return ((x + 32768) & 0xFFFF) - 32768
+
+
+def _srdhm16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """SaturatingRoundingDoublingHighMul for int16."""
+    b = np.broadcast_to(np.asarray(b, dtype=np.int64), np.shape(a))
+    ab = a * b
+    v = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    q = np.sign(v) * (np.abs(v) // (1 << 15))  # C++ division truncates toward zero
+    return np.where((a == b) & (a == -32768), 32767, _wrap16(q))
+
+
+def _rdpot(x: np.ndarray, e: int) -> np.ndarray:
+    """RoundingDivideByPOT."""
+    mask = (1 << e) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + ((x & mask) > threshold)
+
+
+def _sat_pot16(x: np.ndarray, e: int) -> np.ndarray:
+    """SaturatingRoundingMultiplyByPOT<e> for int16."""
+    if e == 0:
+        return x
+    if e < 0:
+        return _rdpot(x, -e)
+    threshold = (1 << (15 - e)) - 1
+    return np.where(x > threshold, 32767, np.where(x < -threshold, -32768, _wrap16(x << e)))
+
+
+def _c16(v: int) -> int:
+    """RescaleConstantInitializer: an int32 fixed-point constant rounded to int16."""
+    return int(_rdpot(np.asarray(v, dtype=np.int64), 16))
+
+
+def _exp_quarter(a: np.ndarray) -> np.ndarray:
+    """exp(x) for x in [-1/4, 0), Q0.15 in and out."""
+    const, third = _c16(1895147668), _c16(715827883)
+    x = _wrap16(a + (1 << 12))
+    x2 = _srdhm16(x, x)
+    x3 = _srdhm16(x2, x)
+    x4 = _srdhm16(x2, x2)
+    t = _sat_pot16(_wrap16(_srdhm16(_wrap16(_sat_pot16(x4, -2) + x3), third) + x2), -1)
+    return np.clip(const + _srdhm16(np.full_like(a, const), _wrap16(x + t)), -32768, 32767)
+
+
+def _exp_negative(a: np.ndarray, ibits: int) -> np.ndarray:
+    """exp(x) for x <= 0 given in Q(ibits).(15 - ibits); result Q0.15."""
+    frac = 15 - ibits
+    quarter = 1 << (frac - 2)
+    a_mod = _wrap16((a & (quarter - 1)) - quarter)
+    result = _exp_quarter(_sat_pot16(a_mod, ibits))
+    remainder = _wrap16(a_mod - a)
+    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
+                           (3, 720401), (4, 242)):
+        if ibits > exponent:
+            bit = (remainder & (1 << (frac + exponent))) != 0
+            result = np.where(bit, _srdhm16(result, _c16(mult)), result)
+    if ibits > 5:
+        result = np.where(a < _c16(-(1 << (36 - ibits))), 0, result)
+    return np.where(a == 0, 32767, result)
+
+
+def _newton(a: np.ndarray) -> np.ndarray:
+    """The Newton-Raphson reciprocal of (1 + a) / 2 in Q2.13 (a in Q0.15)."""
+    s = a + 32767  # RoundingHalfSum(a, One): (sum + sign(sum)) / 2, truncated toward zero
+    v = s + np.where(s >= 0, 1, -1)
+    half_den = _wrap16(np.sign(v) * (np.abs(v) // 2))
+    x = _wrap16(_c16(1515870810) + _srdhm16(half_den, _c16(-1010580540)))
+    for _ in range(3):
+        one_minus = _wrap16((1 << 13) - _srdhm16(half_den, x))
+        x = _wrap16(x + _sat_pot16(_srdhm16(x, one_minus), 2))
+    return x
+
+
+def _gemmlowp_logistic(a: np.ndarray, ibits: int) -> np.ndarray:
+    pos = a > 0
+    abs_a = np.where(pos, a, _wrap16(-a))
+    r = _sat_pot16(_newton(_exp_negative(_wrap16(-abs_a), ibits)), 1)  # Rescale<0>(ExactMulByPot<-1>(x))
+    return np.where(a == 0, _c16(1 << 30), np.where(pos, r, _wrap16(32767 - r)))
+
+
+def _gemmlowp_tanh(a: np.ndarray, ibits: int) -> np.ndarray:
+    neg = a < 0
+    n = np.where(neg, a, _wrap16(-a))
+    t = _sat_pot16(_wrap16(_newton(_exp_negative(n, ibits + 1)) - (1 << 13)), 2)
+    return np.where(a == 0, 0, np.where(neg, _wrap16(-t), t))
+
+
+@functools.cache
+def _q15_table(fn: str, ibits: int) -> np.ndarray:
+    raw = np.arange(-32768, 32768, dtype=np.int64)
+    out = _gemmlowp_logistic(raw, ibits) if fn == "logistic" else _gemmlowp_tanh(raw, ibits)
+    return out.astype(np.float64)
+
+
+def _quantize_multiplier(m: float) -> tuple[int, int]:
+    """QuantizeMultiplier: ``m`` as a Q0.31 integer and a power-of-two exponent."""
+    if m == 0:
+        return 0, 0
+    frac, shift = math.frexp(m)
+    q = int(math.floor(abs(frac) * 2.0 ** 31 + 0.5)) * (1 if frac >= 0 else -1)
+    if q == 2 ** 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q, shift
+
+
+def _rdpot_tf(x: Any, e: int) -> Any:
+    """gemmlowp::RoundingDivideByPOT on int64 tensors."""
+    if e <= 0:
+        return x
+    mask = (1 << e) - 1
+    threshold = (mask >> 1) + tf.cast(x < 0, tf.int64)
+    return tf.bitwise.right_shift(x, e) + tf.cast(tf.bitwise.bitwise_and(x, mask) > threshold, tf.int64)
+
+
+def _mbqm(x: Any, m: float) -> Any:
+    """MultiplyByQuantizedMultiplier(x, QuantizeMultiplier(m)) on int64 tensors (double rounding:
+    a rounding doubling high multiply, then a rounding right shift)."""
+    q, shift = _quantize_multiplier(m)
+    ab = x * (2 ** max(shift, 0)) * q
+    hi = tf.truncatediv(ab + tf.where(ab >= 0, tf.constant(2 ** 30, tf.int64), 1 - 2 ** 30), 2 ** 31)
+    return _rdpot_tf(hi, max(-shift, 0))
+
+
+def _sat(x: Any, bits: int) -> Any:
+    return tf.clip_by_value(x, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+
+
+def _imatmul(a: Any, w: Any) -> Any:
+    """Exact integer matmul (float64 sums of int8 x int8 products stay far below 2^53)."""
+    return tf.cast(tf.tensordot(tf.cast(a, tf.float64), w, axes=1), tf.int64)
+
+
+def _to_int(x: Any, scale: float, zp: float) -> Any:
+    """Real values on a quantization grid back to their stored integers."""
+    return tf.cast(round_half_away(tf.cast(x, tf.float64) / scale), tf.int64) + int(zp)
+
+
+@dataclass
+class IntLstm:
+    """The integer kernel's parameters: raw integer weights, multipliers and zero points."""
+
+    wx: dict[str, Any]  # int8 weights as float64, [in, cell]
+    wh: dict[str, Any]  # [out, cell]
+    bias: dict[str, Any]  # int32 biases (int64)
+    x_mult: dict[str, float]
+    h_mult: dict[str, float]
+    peephole: dict[str, Any]  # int16 weights (int64)
+    peephole_mult: dict[str, float]
+    ln_w: dict[str, Any]  # int16 layer-norm weights (int64)
+    ln_scale: dict[str, float]
+    x_zp: int
+    h_zp: int  # the output state's zero point (the state holds the output's int8 values)
+    cell_scale_exp: int
+    cell_clip: int  # in cell-state integer units, 0 = none
+    hidden_mult: float
+    hidden_zp: int
+    proj_w: Any
+    proj_b: Any
+    proj_mult: float
+    proj_clip: int  # in output integer units, 0 = none
+
+    @property
+    def cifg(self) -> bool:
+        return "input" not in self.wx
+
+    @property
+    def gates(self) -> tuple[str, ...]:
+        return GATES[1:] if self.cifg else GATES
+
+
+def _raw(ctx: Any, i: int, dtype: Any = np.int64) -> Any:
+    """A constant input's stored integers (the kernels use them as they are, whatever their scale)."""
+    t = ctx.in_tensor(i)
+    if t is None:
+        return None
+    if not t.is_constant:
+        raise ctx.unsupported(f"input {i} of an integer kernel must be a constant")
+    return tf.constant(np.asarray(t.data(), dtype=dtype))
+
+
+def _int_lstm(ctx: Any, lay: LstmLayout) -> IntLstm:
+    """The parameters PopulateQuantizedLstmParams8x8_16 derives from the tensors' scales."""
+    o = ctx.options
+    sg, op = ctx.subgraph, ctx.op
+    x_t, h_t, c_t = ctx.in_tensor(0), ctx.in_tensor(lay.h_state), ctx.in_tensor(lay.c_state)
+    inter = [sg.tensors[i] for i in op.intermediates]
+    use_ln = lay.layer_norm.get("forget", 99) < ctx.num_inputs and ctx.has_input(lay.layer_norm["forget"])
+    gate_scale = {}
+    for k, g in enumerate(GATES):
+        if use_ln:
+            if not inter[k].is_quantized:
+                raise ctx.unsupported(f"layer-norm LSTM intermediate {k} has no quantization scale")
+            gate_scale[g] = _scale(inter[k])
+        else:
+            gate_scale[g] = 2.0 ** -12  # Q3.12, the activations' input format
+    hidden_t = inter[4]
+    if not hidden_t.is_quantized:
+        raise ctx.unsupported("the hidden-state intermediate (4) has no quantization scale")
+    s_x, s_h, s_hidden = _scale(x_t), _scale(h_t), _scale(hidden_t)
+    cell_exp = int(round(math.log2(_scale(c_t))))
+    p = IntLstm(wx={}, wh={}, bias={}, x_mult={}, h_mult={}, peephole={}, peephole_mult={}, ln_w={}, ln_scale={},
+                x_zp=int(_zp(x_t)), h_zp=int(_zp(h_t)), cell_scale_exp=cell_exp, cell_clip=0,
+                hidden_mult=2.0 ** -30 / s_hidden, hidden_zp=int(_zp(hidden_t)), proj_w=None, proj_b=None,
+                proj_mult=1.0, proj_clip=0)
+    cell_clip, proj_clip = float(o.get("cell_clip") or 0.0), float(o.get("proj_clip") or 0.0)
+    if cell_clip > 0:
+        p.cell_clip = int(min(max(cell_clip / _scale(c_t), -32768.0), 32767.0))
+    if proj_clip > 0:
+        p.proj_clip = int(min(max(proj_clip / s_h, -128.0), 127.0))
+    for g in GATES:
+        if not ctx.has_input(lay.x[g]):
+            continue
+        p.wx[g] = tf.transpose(_raw(ctx, lay.x[g], np.float64))
+        p.wh[g] = tf.transpose(_raw(ctx, lay.h[g], np.float64))
+        p.x_mult[g] = _scale(ctx.in_tensor(lay.x[g])) * s_x / gate_scale[g]
+        p.h_mult[g] = _scale(ctx.in_tensor(lay.h[g])) * s_h / gate_scale[g]
+        if ctx.has_input(lay.bias[g]):
+            p.bias[g] = _raw(ctx, lay.bias[g])
+        if g in lay.peephole and ctx.has_input(lay.peephole[g]):
+            p.peephole[g] = _raw(ctx, lay.peephole[g])
+            p.peephole_mult[g] = 2.0 ** cell_exp * _scale(ctx.in_tensor(lay.peephole[g])) / gate_scale[g]
+        if use_ln and ctx.has_input(lay.layer_norm[g]):
+            p.ln_w[g] = _raw(ctx, lay.layer_norm[g])
+            p.ln_scale[g] = _scale(ctx.in_tensor(lay.layer_norm[g]))
+    if ctx.has_input(lay.proj_w):
+        p.proj_w = tf.transpose(_raw(ctx, lay.proj_w, np.float64))
+        p.proj_b = _raw(ctx, lay.proj_b)
+        p.proj_mult = _scale(ctx.in_tensor(lay.proj_w)) * s_hidden / s_h
+    return p
+
+
+def _int_layer_norm(q: Any, w: Any, bias: Any, w_scale: float) -> Any:
+    """tensor_utils::ApplyLayerNorm: the normalized gate on a 2^-10 grid, times the int16 weights
+    plus the int32 bias, rescaled to Q3.12. The kernel's fixed-point inverse square root is replaced
+    by the exact one (equal but for rounding)."""
+    n = int(q.shape[-1])
+    total = tf.reduce_sum(q, axis=-1, keepdims=True)
+    mean = tf.truncatediv(total * 1024, n)
+    variance = tf.reduce_sum(q * q, axis=-1, keepdims=True) * ((1 << 20) // n) - mean * mean
+    variance = tf.truncatediv(variance, 1 << 20)
+    variance = tf.where(variance < 1, tf.ones_like(variance) * max(1, int(10000 * w_scale)), variance)
+    shifted = tf.cast(1024 * q - mean, tf.float64)
+    rescaled = tf.cast(round_half_away(shifted * tf.math.rsqrt(tf.cast(variance, tf.float64))), tf.int64)
+    val3 = rescaled * w + (bias if bias is not None else 0)
+    val4 = tf.truncatediv(val3 + tf.where(val3 > 0, tf.constant(512, tf.int64), -512), 1024)
+    return _sat(_mbqm(val4, w_scale * 4096.0), 16)
+
+
+def _q15(fn: str, q: Any, ibits: int) -> Any:
+    """gemmlowp ``fn`` of int16 ``q`` read as Q(ibits).(15 - ibits), as Q0.15 integers (a table lookup)."""
+    table = tf.constant(_q15_table(fn, ibits).astype(np.int64))
+    return tf.gather(table, tf.cast(q, tf.int32) + 32768)
+
+
+def _int_step(p: IntLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]:
+    """One LstmStepInteger8x8_16 step on int64 tensors. ``xg``: each gate's int16 input matmul;
+    ``h``: the int8 output state; ``c``: the int16 cell state. Returns (int8 output, cell state)."""
+    hz = tf.cast(h - p.h_zp, tf.float64)
+
+    def pre(g: str, cell: Any) -> Any:
+        z = _sat(xg[g] + _mbqm(_imatmul(hz, p.wh[g]), p.h_mult[g]), 16)
+        if cell is not None and g in p.peephole:
+            z = _sat(z + _mbqm(cell * p.peephole[g], p.peephole_mult[g]), 16)
+        if p.ln_w:
+            z = _int_layer_norm(z, p.ln_w[g], p.bias.get(g), p.ln_scale[g])
+        return z
+
+    f = _q15("logistic", pre("forget", c), 3)
+    g_ = _q15("tanh", pre("cell", None), 3)
+    i = 32767 - f if p.cifg else _q15("logistic", pre("input", c), 3)
+    c_new = _sat(_rdpot_tf(f * c, 15) + _rdpot_tf(i * g_, 30 + p.cell_scale_exp), 16)
+    if p.cell_clip > 0:
+        c_new = tf.clip_by_value(c_new, -p.cell_clip, p.cell_clip)
+    o = _q15("logistic", pre("output", c_new), 3)
+    v = _mbqm(o * _q15("tanh", c_new, 15 + p.cell_scale_exp), p.hidden_mult)
+    if p.proj_w is None:
+        return _sat(v + p.hidden_zp, 8), c_new  # the hidden int8 values become the output as they are
+    # CalculateLstmOutputInteger8x8_16 passes -hidden_zp to the hidden rescale while the projection's
+    # effective bias compensates +hidden_zp: a nonzero hidden zero point offsets the hidden by twice
+    # itself (and saturates it). TFLite does that; so does this.
+    hidden = _sat(v - p.hidden_zp, 8)
+    acc = _imatmul(hidden + p.hidden_zp, p.proj_w)
+    if p.proj_b is not None:
+        acc = acc + p.proj_b
+    out = _sat(_mbqm(acc, p.proj_mult) + p.h_zp, 8)
+    if p.proj_clip > 0:
+        out = tf.clip_by_value(out, -p.proj_clip, p.proj_clip)
+    return out, c_new
+
+
+def _run_int(ctx: Any, p: IntLstm, lay: LstmLayout, xs: Any, h0: Any, c0: Any, reverse: bool
+             ) -> tuple[Any, Any, Any]:
+    """Scan a time-major real sequence through the integer kernel; returns (real outputs, final real
+    output state, final real cell state)."""
+    x_t, h_t, c_t, out_t = ctx.in_tensor(0), ctx.in_tensor(lay.h_state), ctx.in_tensor(lay.c_state), ctx.out_tensor(0)
+    xi = tf.cast(_to_int(xs, _scale(x_t), 0), tf.float64)  # the int8 input minus its zero point
+    terms = {}
+    for g in p.gates:
+        acc = _imatmul(xi, p.wx[g])
+        if not p.ln_w and g in p.bias:
+            acc = acc + p.bias[g]  # the kernel folds the bias into the input matmul's effective bias
+        terms[g] = _sat(_mbqm(acc, p.x_mult[g]), 16)
+    names = list(terms)
+
+    def step(carry: Any, elems: Any) -> Any:
+        h, c = carry
+        return _int_step(p, dict(zip(names, elems)), h, c)
+
+    h0 = _to_int(h0, _scale(h_t), p.h_zp)
+    c0 = _to_int(c0, _scale(c_t), 0)
+    hs, cs = tf.scan(step, tuple(terms[g] for g in names), initializer=(h0, c0), reverse=reverse)
+    last = 0 if reverse else -1
+
+    def real(q: Any, t: Tensor) -> Any:
+        return tf.cast(tf.cast(q - int(_zp(t)), tf.float64) * _scale(t), tf.float32)
+
+    return real(hs, out_t), real(hs[last], h_t), real(cs[last], c_t)
+
+
+# -- LSTM: rebuilders ------------------------------------------------------------------------------
+def _lstm_direction(ctx: Any, lay: LstmLayout, xs: Any, aux: Any, reverse: bool) -> Any:
+    """Run one direction over time-major ``xs`` ([T, B, in]); updates its state variables."""
+    w_t, h_t = ctx.in_tensor(lay.x["output"]), ctx.in_tensor(lay.h["output"])
+    n_cell = w_t.shape[0]
+    n_out = n_cell if ctx.options.get("diagonal_recurrent_tensors", False) else h_t.shape[-1]
+    h0 = _read_state(ctx, lay.h_state, [-1, n_out])
+    c0 = _read_state(ctx, lay.c_state, [-1, n_cell])
+    if _kind(ctx.in_tensor(0), w_t) == "integer":
+        ys, h, c = _run_int(ctx, _int_lstm(ctx, lay), lay, xs, h0, c0, reverse)
+    else:
+        ys, h, c = _run_float(_float_lstm(ctx, lay), xs, aux, h0, c0, reverse)
+    _write_state(ctx, lay.h_state, h)
+    _write_state(ctx, lay.c_state, c)
+    return ys
+
+
+@register("UNIDIRECTIONAL_SEQUENCE_LSTM", check=_uni_lstm_check)
+def unidirectional_sequence_lstm(ctx: Any) -> list[Any]:
+    """An LSTM over a [batch, time, in] (or time-major) sequence; output [.., time, n_output]."""
+    tm = bool(ctx.options.get("time_major", False))
+    x = ctx.input(0)
+    if x.shape.rank != 3:
+        raise ctx.unsupported(f"input of rank {x.shape.rank} (the kernel takes rank 3)")
+    ys = _lstm_direction(ctx, UNI, _time_major(x, tm), None, False)
+    return [_time_major(ys, tm)]
+
+
+@register("LSTM", check=_lstm_check)
+def lstm(ctx: Any) -> list[Any]:
+    """One LSTM step on [batch, in] (the FULL kernel); the state variables carry it to the next call."""
+    x = ctx.input(0)
+    if x.shape.rank != 2:
+        raise ctx.unsupported(f"input of rank {x.shape.rank} (the FULL kernel takes [batch, input])")
+    if ctx.num_outputs != 1:
+        raise ctx.unsupported(f"{ctx.num_outputs} outputs (the FULL kernel has 1)")
+    return [_lstm_direction(ctx, UNI, x[None], None, False)[0]]
+
+
+@register("BIDIRECTIONAL_SEQUENCE_LSTM", check=_bidi_lstm_check)
+def bidirectional_sequence_lstm(ctx: Any) -> list[Any]:
+    """Forward and backward LSTMs over the sequence (the backward one's outputs stay aligned with the
+    input time steps); ``merge_outputs`` concatenates them on the last axis in output 0.
+
+    With an aux input but no aux weights, the backward LSTM reads the aux input instead of the input
+    (stacking without cross links); with aux weights both directions add the aux projection.
+    """
+    o = ctx.options
+    tm = bool(o.get("time_major", True))
+    merge = bool(o.get("merge_outputs", False))
+    if ctx.num_outputs != (1 if merge else 2):
+        raise ctx.unsupported(f"{ctx.num_outputs} outputs with merge_outputs={merge}")
+    x = _time_major(ctx.input(0), tm)
+    aux = ctx.input(BIDI_AUX_INPUT) if ctx.has_input(BIDI_AUX_INPUT) else None
+    aux = _time_major(aux, tm) if aux is not None else None
+    use_aux_weights = ctx.has_input(BIDI_FW.aux["forget"])
+    bw_x = aux if aux is not None and not use_aux_weights else x
+    real_aux = aux if use_aux_weights else None
+    fw = _lstm_direction(ctx, BIDI_FW, x, real_aux, False)
+    bw = _lstm_direction(ctx, BIDI_BW, bw_x, real_aux, True)
+    if merge:
+        return [_time_major(tf.concat([fw, bw], axis=-1), tm)]
+    return [_time_major(fw, tm), _time_major(bw, tm)]
+
+
+# -- RNN ------------------------------------------------------------------------------------------------
+@dataclass
+class FloatRnn:
+    w: Any
+    r: Any
+    b: Any
+    aux_w: Any
+    activation: str
+    hybrid: bool
+    asymmetric: bool
+    where: str
+
+
+def _rnn_params(ctx: Any, w: int, r: int, b: int, aux_w: int | None = None) -> FloatRnn:
+    return FloatRnn(w=_transposed(ctx, w), r=_transposed(ctx, r), b=_vector(ctx, b),
+                    aux_w=_transposed(ctx, aux_w) if aux_w is not None else None,
+                    activation=ctx.options.get("fused_activation_function", "NONE"),
+                    hybrid=_kind(ctx.in_tensor(0), ctx.in_tensor(w)) == "hybrid",
+                    asymmetric=bool(ctx.options.get("asymmetric_quantize_inputs", False)), where=ctx.where)
+
+
+def _run_rnn(p: FloatRnn, xs: Any, aux: Any, h0: Any, reverse: bool) -> tuple[Any, Any]:
+    """h_t = act(W x_t + W_aux aux_t + R h_{t-1} + b) over a time-major sequence (RnnBatchStep)."""
+    q = (lambda v: _quantize_rows(v, p.asymmetric)) if p.hybrid else (lambda v: v)
+    terms = tf.tensordot(q(xs), p.w, axes=1)
+    if aux is not None and p.aux_w is not None:
+        terms = terms + tf.tensordot(q(aux), p.aux_w, axes=1)
+    if p.b is not None:
+        terms = terms + p.b
+
+    def step(h: Any, z: Any) -> Any:
+        return apply_activation(z + tf.matmul(q(h), p.r), p.activation, p.where)
+
+    hs = tf.scan(step, terms, initializer=h0, reverse=reverse)
+    return hs, hs[0 if reverse else -1]
+
+
+def _rnn_check(op: Operator, sg: Subgraph) -> list[str]:
+    problems = _activation_problems(op)
+    x_t = _tensor(op, sg, 0)
+    if x_t is not None and x_t.type_name != "FLOAT32":
+        problems.append(f"input type {x_t.type_name} (TFLite's RNN kernels are float or hybrid only)")
+    return problems
+
+
+def _rnn_direction(ctx: Any, xs: Any, aux: Any, w: int, r: int, b: int, state: int, aux_w: int | None,
+                   reverse: bool) -> Any:
+    units = ctx.in_tensor(w).shape[0]
+    h0 = _read_state(ctx, state, [-1, units])
+    hs, h = _run_rnn(_rnn_params(ctx, w, r, b, aux_w), xs, aux, h0, reverse)
+    _write_state(ctx, state, h)
+    return hs
+
+
+@register("RNN", check=_rnn_check)
+def rnn(ctx: Any) -> list[Any]:
+    """One step h = act(W x + R h + b) on [batch, in]; inputs: x, W, R, b, hidden state."""
+    return [_rnn_direction(ctx, ctx.input(0)[None], None, 1, 2, 3, 4, None, False)[0]]
+
+
+@register("UNIDIRECTIONAL_SEQUENCE_RNN", check=_rnn_check)
+def unidirectional_sequence_rnn(ctx: Any) -> list[Any]:
+    tm = bool(ctx.options.get("time_major", False))
+    hs = _rnn_direction(ctx, _time_major(ctx.input(0), tm), None, 1, 2, 3, 4, None, False)
+    return [_time_major(hs, tm)]
+
+
+@register("BIDIRECTIONAL_SEQUENCE_RNN", check=_rnn_check)
+def bidirectional_sequence_rnn(ctx: Any) -> list[Any]:
+    """Inputs: x, fw W/R/b/state (1-4), bw W/R/b/state (5-8), aux input (9), fw/bw aux weights
+    (10/11); the aux rules are those of BIDIRECTIONAL_SEQUENCE_LSTM."""
+    o = ctx.options
+    tm = bool(o.get("time_major", False))
+    merge = bool(o.get("merge_outputs", False))
+    if ctx.num_outputs != (1 if merge else 2):
+        raise ctx.unsupported(f"{ctx.num_outputs} outputs with merge_outputs={merge}")
+    x = _time_major(ctx.input(0), tm)
+    aux = _time_major(ctx.input(9), tm) if ctx.has_input(9) else None
+    use_aux_weights = ctx.has_input(10)
+    # Without aux weights the aux input replaces the backward input, but TFLite's batch-major loops
+    # read ``input`` for the backward cell regardless; reproduced.
+    bw_x = aux if aux is not None and not use_aux_weights and tm else x
+    real_aux = aux if use_aux_weights else None
+    passes = 1
+    if tm and _kind(ctx.in_tensor(0), ctx.in_tensor(1)) == "hybrid":
+        # The hybrid time-major kernel nests both passes in an extra loop over time: they run
+        # max_time times, each starting from the state the previous one left.
+        passes = ctx.in_tensor(0).shape[0]
+        if passes <= 0:
+            raise ctx.unsupported("hybrid time-major BIDIRECTIONAL_SEQUENCE_RNN with a dynamic time dimension")
+    for _ in range(passes):
+        fw = _rnn_direction(ctx, x, real_aux, 1, 2, 3, 4, 10 if use_aux_weights else None, False)
+        bw = _rnn_direction(ctx, bw_x, real_aux, 5, 6, 7, 8, 11 if use_aux_weights else None, True)
+    if merge:
+        return [_time_major(tf.concat([fw, bw], axis=-1), tm)]
+    return [_time_major(fw, tm), _time_major(bw, tm)]
+
+
+# -- SVDF ------------------------------------------------------------------------------------------------
+def _svdf_check(op: Operator, sg: Subgraph) -> list[str]:
+    problems = _activation_problems(op)
+    rank = int(op.options.get("rank") or 0)
+    wf = _tensor(op, sg, 1)
+    if rank <= 0:
+        problems.append(f"rank {rank} (must be >= 1)")
+    elif wf is not None and wf.shape and wf.shape[0] % rank:
+        problems.append(f"rank {rank} does not divide the {wf.shape[0]} filters")
+    x_t = _tensor(op, sg, 0)
+    if x_t is not None and x_t.type_name not in ("FLOAT32", "INT8"):
+        problems.append(f"input type {x_t.type_name}")
+    if x_t is not None and x_t.type_name == "INT8":
+        act = op.options.get("fused_activation_function", "NONE")
+        if act != "RELU":
+            problems.append(f"int8 SVDF with fused activation {act} (TFLite's int8 kernel accepts only RELU, "
+                            "and the interpreter refuses the model)")
+        for i, want in ((1, "INT8"), (2, "INT16"), (4, "INT16")):
+            t = _tensor(op, sg, i)
+            if t is None or t.type_name != want or not t.is_quantized:
+                problems.append(f"int8 SVDF input {i} must be quantized {want}")
+    wt, st = _tensor(op, sg, 2), _tensor(op, sg, 4)
+    if wf is not None and wt is not None and st is not None and len(wt.shape) == 2 and len(st.shape) == 2:
+        want_cols = wf.shape[0] * wt.shape[1]
+        if st.shape[1] != want_cols:
+            problems.append(f"state tensor has shape {list(st.shape)}, TFLite requires [batch, memory_size * "
+                            f"num_filters] = [{st.shape[0]}, {want_cols}] (the interpreter refuses this model too)")
+    return problems
+
+
+@register("SVDF", check=_svdf_check)
+def svdf(ctx: Any) -> list[Any]:
+    """Rank-``rank`` SVDF: the state [batch, filters * memory] shifts left by one, the feature
+    projection of the input enters at the newest position, each filter's memory is weighted by its
+    time weights, ``rank`` filters are summed per unit, bias and activation follow.
+
+    The int8 kernel (reference_ops::EvalIntegerSVDF) keeps the state in int16 and rescales the int32
+    sum to the int8 output without applying the fused activation; that is reproduced as is.
+    """
+    rank = int(ctx.options["rank"])
+    x_t, wf_t, wt_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.in_tensor(2)
+    filters, memory = wf_t.shape[0], wt_t.shape[1]
+    units = filters // rank
+    x = ctx.input(0)
+    kind = _kind(x_t, wf_t)
+    if kind == "integer":
+        s_t, out_t = ctx.in_tensor(4), ctx.out_tensor(0)
+        s_x, s_s, s_wt, s_out = _scale(x_t), _scale(s_t), _scale(wt_t), _scale(out_t)
+        xi = _to_int(x, s_x, 0)  # the int8 input minus its zero point
+        feat = _sat(_mbqm(_imatmul(xi, tf.transpose(_raw(ctx, 1, np.float64))), s_x * _scale(wf_t) / s_s), 16)
+        state = tf.reshape(_to_int(ctx.input(4), s_s, 0), [-1, filters, memory])
+        new = tf.concat([state[:, :, 1:], feat[:, :, None]], axis=-1)
+        acc = tf.reduce_sum(tf.reshape(tf.reduce_sum(new * _raw(ctx, 2), axis=-1), [-1, units, rank]), axis=-1)
+        if ctx.has_input(3):
+            acc = acc + _raw(ctx, 3)
+        zp = int(_zp(out_t))
+        out = _sat(_mbqm(acc, s_s * s_wt / s_out) + zp, 8)
+        _write_state(ctx, 4, tf.cast(tf.reshape(new, [-1, filters * memory]), tf.float64) * s_s)
+        return [tf.cast(tf.cast(out - zp, tf.float64) * s_out, tf.float32)]
+    wf = _transposed(ctx, 1)
+    wt = ctx.weight(2) if ctx.is_const(2) else ctx.input(2)
+    xq = _quantize_rows(x, bool(ctx.options.get("asymmetric_quantize_inputs", False))) if kind == "hybrid" else x
+    feat = tf.matmul(xq, wf)
+    state = _read_state(ctx, 4, [-1, filters, memory])
+    new = tf.concat([state[:, :, 1:], feat[:, :, None]], axis=-1)
+    out = tf.reduce_sum(tf.reshape(tf.reduce_sum(new * wt, axis=-1), [-1, units, rank]), axis=-1)
+    if ctx.has_input(3):
+        out = out + _vector(ctx, 3)
+    _write_state(ctx, 4, tf.reshape(new, [-1, filters * memory]))
+    return [ctx.activation(out)]
