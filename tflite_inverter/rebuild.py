@@ -30,6 +30,14 @@ from .ops import common, registry
 class RebuildOptions:
     fake_quant: bool = True  # faithful: round quantized tensors onto their integer grid
     float_io: bool = False  # float32 inputs/outputs even where the model has integer I/O
+    # Re-quantizing with the source's own ranges: the clean float path, plus one
+    # tf.quantization.fake_quant_with_min_max_args per per-tensor 8-bit tensor carrying its recorded
+    # range, which TFLiteConverter adopts as that tensor's scale and zero point. Implies no fake_quant.
+    range_ops: bool = False
+
+    def __post_init__(self) -> None:
+        if self.range_ops and self.fake_quant:
+            object.__setattr__(self, "fake_quant", False)
 
 
 def sanitize(name: str, fallback: str) -> str:
@@ -267,6 +275,8 @@ class GraphBuilder:
             v = tf.cast(v, want)
         if self.options.fake_quant and is_real_quantized(t):
             v = common.fake_quant(v, t)
+        elif self.options.range_ops and common.has_8bit_range(t):
+            v = common.range_fake_quant(v, t)
         return v
 
     # -- execution --------------------------------------------------------------------------------
@@ -413,6 +423,8 @@ def _make_function(builder: GraphBuilder, plan: SignaturePlan) -> Any:
                 x = common.dequantize_int(x, t) if not opts.float_io else x
                 if opts.fake_quant and opts.float_io:
                     x = common.fake_quant(x, t)
+                elif opts.range_ops and common.has_8bit_range(t):
+                    x = common.range_fake_quant(x, t)
             vals[position[t.index]] = x
         outs = dict(zip(sg.outputs, builder.run_subgraph(plan.subgraph_index, vals)))
         result = {}

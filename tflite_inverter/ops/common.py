@@ -120,3 +120,22 @@ def same_padding_amounts(in_size: int, kernel: int, stride: int, dilation: int =
     out = (in_size + stride - 1) // stride
     total = max((out - 1) * stride + eff - in_size, 0)
     return total // 2, total - total // 2
+
+
+def has_8bit_range(t: Tensor) -> bool:
+    """A per-tensor int8/uint8 activation whose range a fake-quant op can carry."""
+    return (t.is_quantized and not t.is_constant and t.type_name in ("INT8", "UINT8")
+            and t.quantization.scale.size == 1)
+
+
+def range_fake_quant(x: Any, t: Tensor) -> Any:
+    """``tf.quantization.fake_quant_with_min_max_args`` with ``t``'s recorded range.
+
+    With min = s*(lo - zp) and max = s*(hi - zp), TensorFlow's 8-bit fake quant has step s and an
+    integral zero point, so no nudging happens and TFLiteConverter takes exactly (s, zp) for ``t``.
+    """
+    scale = float(t.quantization.scale[0])
+    zp = int(t.quantization.zero_point[0])
+    lo, hi = integer_range(t.type_name)
+    return tf.quantization.fake_quant_with_min_max_args(x, min=scale * (lo - zp), max=scale * (hi - zp),
+                                                         num_bits=8, narrow_range=False)
