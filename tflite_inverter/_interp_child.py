@@ -29,9 +29,29 @@ def main(argv: list[str]) -> int:
     with open(runs_path) as fh:
         runs = json.load(fh)
     inputs = np.load(in_path, allow_pickle=False)
-    interp = _interpreter_class()(model_path=model_path)
+    Interpreter = _interpreter_class()
+    try:
+        results = _run(Interpreter(model_path=model_path), runs, inputs)
+        kernels = "default (XNNPACK delegate where it applies)"
+    except (RuntimeError, ValueError) as first:
+        # XNNPACK cannot run some models (e.g. it fails to reshape dynamic shapes); the built-in
+        # kernels are the same interpreter's reference implementation of the same ops.
+        try:
+            from ai_edge_litert.interpreter import OpResolverType
+
+            interp = Interpreter(model_path=model_path,
+                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            results = _run(interp, runs, inputs)
+        except Exception:
+            raise first from None
+        kernels = f"built-in kernels (the default delegate failed: {str(first).splitlines()[0][:120]})"
+    results["__kernels__"] = np.array(kernels)
+    np.savez(out_path, **results)
+    return 0
+
+
+def _run(interp, runs, inputs) -> dict[str, np.ndarray]:
     results: dict[str, np.ndarray] = {}
-    meta = []
     for r, run in enumerate(runs):
         arrays = []
         while f"r{r}_i{len(arrays)}" in inputs:
@@ -58,9 +78,7 @@ def main(argv: list[str]) -> int:
             if o.dtype == object:  # string tensors: npz without pickle needs fixed-width bytes
                 o = o.astype(np.bytes_)
             results[f"r{r}_o{k}"] = o
-        meta.append(len(outs))
-    np.savez(out_path, **results)
-    return 0
+    return results
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ from .verify import (
     format_checks,
     is_quantized_model,
     load_inputs,
-    random_inputs,
-    run_tflite,
+    reduced_precision_tolerance,
+    reference_outputs,
 )
 
 
@@ -64,16 +64,22 @@ def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
 
 
 def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: list[IOPlan],
-                       inputs_path: str | None = None, tolerance: float | None = None, seed: int = 0
-                       ) -> list[OutputCheck]:
+                       inputs_path: str | None = None, tolerance: float | None = None, seed: int = 0,
+                       note_sink: list[str] | None = None) -> list[OutputCheck]:
     """Run the original (interpreter, child process) and the saved SavedModel on the same inputs."""
     from ._tf import tf
 
-    feeds = [load_inputs(inputs_path, p) if inputs_path else random_inputs(p, seed) for p in plans]
-    refs = run_tflite(model_path, [(p.signature, p.tflite_inputs, p.tflite_outputs, f)
-                                   for p, f in zip(plans, feeds)])
+    user_feeds = [load_inputs(inputs_path, p) for p in plans] if inputs_path else None
+    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed)
+    if note_sink is not None:
+        note_sink.extend(notes)
     loaded = tf.saved_model.load(saved_dir)
     quantized = is_quantized_model(model)
+    if tolerance is None and not quantized:
+        tolerance = reduced_precision_tolerance(model)
+        if tolerance is not None and note_sink is not None:
+            note_sink.append("the file allows fp16 inference (metadata reduced_precision_support), so the "
+                             "interpreter's outputs carry fp16 error: float outputs judged at 1e-2 x max|output|")
     checks = []
     for p, feed, ref in zip(plans, feeds, refs):
         sg = model.subgraphs[0] if p.signature is None else model.subgraphs[
@@ -145,7 +151,11 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
         result = ConvertResult(output_dir=output_dir, signatures=[p.key for p in plans])
         if verify:
             _log(progress, "verifying against the TFLite interpreter")
-            result.checks = verify_saved_model(model, model_path, tmp, plans, inputs, tolerance)
+            notes: list[str] = []
+            result.checks = verify_saved_model(model, model_path, tmp, plans, inputs, tolerance, note_sink=notes)
+            result.note = "; ".join(notes)
+            for n in notes:
+                _log(progress, n)
             result.verified = True
             result.passed = all(c.passed for c in result.checks)
         _replace_dir(tmp, output_dir)

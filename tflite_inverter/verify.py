@@ -75,7 +75,7 @@ def random_inputs(plan: IOPlan, seed: int = 0) -> list[np.ndarray]:
             info = np.iinfo(t.dtype)
             a = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(t.dtype)
         elif name in ("INT8", "UINT8", "INT16", "INT32", "INT64", "UINT16", "UINT32"):
-            a = rng.integers(0, 4, size=shape).astype(t.dtype)
+            a = rng.integers(0, 4, size=shape).astype(t.dtype)  # small: often indices or counts
         elif name == "BOOL":
             a = rng.integers(0, 2, size=shape).astype(bool)
         elif name == "STRING":
@@ -119,8 +119,10 @@ def load_inputs(path: str, plan: IOPlan) -> list[np.ndarray]:
 
 
 def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str], list[np.ndarray]]],
-               timeout: float = 600.0) -> list[list[np.ndarray]]:
-    """Run the original model in the interpreter (child process); one output list per run."""
+               timeout: float = 600.0, info: dict[str, str] | None = None) -> list[list[np.ndarray]]:
+    """Run the original model in the interpreter (child process); one output list per run.
+
+    ``info`` (if given) receives ``kernels``: which kernels produced the reference."""
     with tempfile.TemporaryDirectory(prefix="tflite-inverter-verify-") as tmp:
         runs_path = os.path.join(tmp, "runs.json")
         in_path = os.path.join(tmp, "in.npz")
@@ -146,6 +148,8 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
             raise InterpreterError(f"the TFLite interpreter {why} while running the original model "
                                    f"{os.path.basename(model_path)}; it cannot serve as the reference")
         data = np.load(out_path, allow_pickle=False)
+        if info is not None and "__kernels__" in data:
+            info["kernels"] = str(data["__kernels__"])
         outs = []
         for r in range(len(runs)):
             k = 0
@@ -155,6 +159,40 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
                 k += 1
             outs.append(got)
         return outs
+
+
+def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.ndarray]] | None, seed: int = 0
+                      ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], list[str]]:
+    """Run the original on ``feeds`` (or seeded random inputs): (feeds, outputs, notes).
+
+    Random integer inputs can be out of range for the model (indices, counts). When the interpreter
+    rejects them, the run is repeated once with every non-quantized integer input set to 0 (always a
+    valid index), and a note says so.
+    """
+    notes: list[str] = []
+    info: dict[str, str] = {}
+    user = feeds is not None
+    feeds = feeds if user else [random_inputs(p, seed) for p in plans]
+
+    def run(fs: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+        return run_tflite(model_path, [(p.signature, p.tflite_inputs, p.tflite_outputs, f)
+                                       for p, f in zip(plans, fs)], info=info)
+
+    try:
+        refs = run(feeds)
+    except InterpreterError as exc:
+        int_inputs = [(k, j) for k, p in enumerate(plans) for j, t in enumerate(p.input_tensors)
+                      if t.dtype.kind in "iu" and not t.is_quantized]
+        if user or not int_inputs:
+            raise
+        feeds = [list(f) for f in feeds]
+        for k, j in int_inputs:
+            feeds[k][j] = np.zeros_like(feeds[k][j])
+        refs = run(feeds)
+        notes.append(f"integer inputs set to 0: the interpreter rejected random ones ({str(exc)[:160]})")
+    if info.get("kernels", "").startswith("built-in"):
+        notes.append(f"reference from the interpreter's {info['kernels']}")
+    return feeds, refs, notes
 
 
 def _lsb_scale(model: ir.Model, sg: ir.Subgraph, t: ir.Tensor) -> float | None:
@@ -213,6 +251,14 @@ def compare_output(signature: str, name: str, ref: np.ndarray, got: np.ndarray, 
     ok = bool(np.all(np.isfinite(g) == np.isfinite(r))) and max_abs <= bound
     return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, None, None, None, None,
                        f"max abs <= {tol:g} x max|ref| = {bound:.3g}", ok)
+
+
+def reduced_precision_tolerance(model: ir.Model) -> float | None:
+    """A file whose metadata ``reduced_precision_support`` allows fp16 inference lets the interpreter
+    (XNNPACK) compute in float16: its own outputs then carry fp16 error, so float outputs are judged
+    at fp16 precision (1e-2 x max|output|) rather than 1e-4."""
+    flags = model.metadata_bytes("reduced_precision_support")
+    return 1e-2 if flags and b"fp16" in flags else None
 
 
 def is_quantized_model(model: ir.Model) -> bool:
