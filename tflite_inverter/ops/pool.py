@@ -1,27 +1,87 @@
-"""2-D pooling. TFLite's SAME average pooling divides by the number of valid (unpadded) elements,
-as TensorFlow's does, so both map directly."""
+"""2-D pooling.
+
+TFLite's SAME average pooling divides by the number of valid (unpadded) elements, as TensorFlow's
+does, so float pooling maps directly. L2_POOL_2D (float-only in TFLite) is ``sqrt(mean(x^2))`` over the
+same valid elements, which TensorFlow has no single op for.
+
+The quantized AVERAGE_POOL_2D kernel sums the raw integers of a window and divides with rounding half
+away from zero *in the raw integer domain* (``(sum + n/2) / n``), not in ``q - zero_point`` units;
+faithful mode reproduces that exactly (the fake-quant rounding alone is off by one LSB on ties).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .._tf import tf
+from ..ir import Operator, Subgraph
+from . import hybrid
 from .common import check_activation, tf_padding
 from .registry import register
 
 
-def _pool(ctx: Any, fn: Any) -> list[Any]:
+def _pool_check(op: Operator, sg: Subgraph) -> list[str]:
+    problems = check_activation(op.options)
+    pad = op.options.get("padding", "SAME")
+    if pad not in ("SAME", "VALID"):
+        problems.append(f"padding {pad!r} is not SAME or VALID")
+    return problems
+
+
+def _args(ctx: Any) -> dict[str, Any]:
     o = ctx.options
-    y = fn(ctx.input(0), ksize=[o["filter_height"], o["filter_width"]],
-           strides=[o.get("stride_h", 1), o.get("stride_w", 1)], padding=tf_padding(o.get("padding", "SAME"), ctx.where))
-    return [ctx.activation(y)]
+    return {"ksize": [o.get("filter_height", 1), o.get("filter_width", 1)],
+            "strides": [o.get("stride_h", 1), o.get("stride_w", 1)],
+            "padding": tf_padding(o.get("padding", "SAME"), ctx.where)}
 
 
-@register("AVERAGE_POOL_2D", check=lambda op, sg: check_activation(op.options))
+def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
+    """TFLite's integer average pool, or ``None`` when the op is not one (float, or rescaling)."""
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    act = ctx.options.get("fused_activation_function", "NONE")
+    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS):
+        return None
+    if not (in_t.is_quantized and out_t.is_quantized and in_t.type_name == out_t.type_name
+            and in_t.type_name in ("INT8", "UINT8", "INT16")):
+        return None
+    qi, qo = in_t.quantization, out_t.quantization
+    if qi.scale.size != 1 or qo.scale.size != 1 or qi.scale[0] != qo.scale[0] or (
+            int(qi.zero_point[0]) != int(qo.zero_point[0])):
+        return None
+    scale, zp = float(qi.scale[0]), float(qi.zero_point[0])
+    a = _args(ctx)
+    fh, fw = a["ksize"]
+    strides = [1, a["strides"][0], a["strides"][1], 1]
+    raw = tf.round(x / scale) + zp  # the stored integers
+    channels = x.shape[-1] if x.shape.rank and x.shape[-1] is not None else tf.shape(x)[-1]
+    ones = tf.ones([fh, fw, 1, 1], tf.float32)
+    total = tf.nn.depthwise_conv2d(raw, tf.tile(ones, [1, 1, channels, 1]), strides, a["padding"])
+    count = tf.nn.conv2d(tf.ones_like(raw[..., :1]), ones, strides, a["padding"])
+    # Integer division: TF's float division on CPU may use an approximate reciprocal (96/4 -> 23.999998).
+    total, count = tf.cast(tf.round(total), tf.int32), tf.cast(tf.round(count), tf.int32)
+    q = tf.sign(total) * ((tf.abs(total) + count // 2) // count)
+    q = tf.cast(q, tf.float32)
+    lo, hi = hybrid.clamp_range(out_t, act)
+    q = tf.clip_by_value(q - zp, lo, hi)
+    return hybrid.ste(y_float, q * scale)
+
+
+@register("AVERAGE_POOL_2D", check=_pool_check)
 def average_pool_2d(ctx: Any) -> list[Any]:
-    return _pool(ctx, tf.nn.avg_pool2d)
+    x = ctx.input(0)
+    y = tf.nn.avg_pool2d(x, **_args(ctx))
+    exact = _exact_average(ctx, x, y)
+    return [exact if exact is not None else ctx.activation(y)]
 
 
-@register("MAX_POOL_2D", check=lambda op, sg: check_activation(op.options))
+@register("MAX_POOL_2D", check=_pool_check)
 def max_pool_2d(ctx: Any) -> list[Any]:
-    return _pool(ctx, tf.nn.max_pool2d)
+    """Exact in every type: the maximum of grid values is a grid value."""
+    return [ctx.activation(tf.nn.max_pool2d(ctx.input(0), **_args(ctx)))]
+
+
+@register("L2_POOL_2D", check=_pool_check)
+def l2_pool_2d(ctx: Any) -> list[Any]:
+    """``sqrt(sum(x^2) / n)`` over the valid elements of each window (TFLite's reference kernel)."""
+    x = ctx.input(0)
+    return [ctx.activation(tf.sqrt(tf.nn.avg_pool2d(tf.square(x), **_args(ctx))))]

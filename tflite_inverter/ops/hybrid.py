@@ -1,0 +1,228 @@
+"""Integer-kernel arithmetic shared by the linear ops (conv, depthwise, fully-connected, matmul).
+
+Two kinds of TFLite kernels do not compute what the float graph computes, and faithful mode
+(``RebuildOptions.fake_quant``) reproduces them exactly rather than approximately:
+
+* Hybrid (dynamic-range) kernels: float activations, constant int8 weights with a scale. The kernel
+  quantizes the float input on the fly to int8 (one scale and zero point per batch row),
+  accumulates ``int8 x int8`` in int32 and rescales by ``row_scale * weight_scale``.
+  :func:`quantize_rows` reproduces it bit for bit. The default interpreter hands hybrid
+  fully-connected, conv and matmul to XNNPACK, which quantizes asymmetrically whatever
+  ``asymmetric_quantize_inputs`` says, rounds ties to even and treats a 1x1 stride-1 conv as
+  fully-connected (one scale per pixel); hybrid depthwise stays in the builtin kernel (ties away
+  from zero). The builtin kernels' symmetric variants are not what the default interpreter runs.
+* Full-integer 8-bit kernels: the default CPU interpreter runs them in XNNPACK, which requantizes the
+  exact int32 accumulator in float32: ``q = round_half_even(float(acc) * scale) + zero_point`` with
+  ``scale = float32(input_scale * weight_scale) / output_scale``. :func:`requantize` does the same.
+* 16x8 kernels (int16 activations, int8 weights; never delegated) requantize the integer accumulator
+  in fixed point (TFLite's ``MultiplyByQuantizedMultiplier``): :func:`requantize_fixed`.
+* 8-bit ADD/SUB in XNNPACK: :func:`add_integer` (for the element-wise rebuilders).
+
+Integer accumulators are computed exactly in float64 convolutions/matmuls on integer-valued tensors
+(every partial sum of int8 products is far below 2**53). Roundings use a straight-through gradient so
+the rebuilt weights stay trainable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .._tf import tf
+from ..ir import Tensor
+from .common import integer_range, round_half_away
+
+#: Fused activations an integer kernel folds into its output clamp.
+CLAMP_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+def ste(x: Any, rounded: Any) -> Any:
+    """``rounded`` in the forward pass, the gradient of ``x`` in the backward pass."""
+    return x + tf.stop_gradient(rounded - x)
+
+
+def is_q8(t: Tensor | None, per_tensor: bool = False) -> bool:
+    """An 8-bit quantized tensor (optionally with a single scale)."""
+    if t is None or not t.is_quantized or t.type_name not in ("INT8", "UINT8"):
+        return False
+    return not per_tensor or t.quantization.scale.size == 1
+
+
+def safe_scale(scale: np.ndarray) -> np.ndarray:
+    """Scales with zeros replaced by 1 (an all-zero channel may carry scale 0; dividing by it is NaN)."""
+    s = np.asarray(scale, dtype=np.float32)
+    return np.where(s == 0, np.float32(1), s).astype(np.float32)
+
+
+def to_int(x: Any, scale: Any) -> Any:
+    """Real values on a quantization grid -> the integers ``q - zero_point`` (float64, exact)."""
+    t = x / scale
+    return tf.cast(ste(t, tf.round(t)), tf.float64)
+
+
+def clamp_range(out: Tensor, activation: str) -> tuple[float, float]:
+    """TFLite's quantized activation range for ``out``, in ``q - zero_point`` units."""
+    scale = float(out.quantization.scale[0])
+    zp = int(out.quantization.zero_point[0]) if out.quantization.zero_point.size else 0
+    lo, hi = integer_range(out.type_name)
+
+    def q(v: float) -> int:
+        return zp + int(np.sign(v) * np.floor(abs(v) / scale + 0.5))
+
+    if activation == "RELU":
+        lo = max(lo, q(0.0))
+    elif activation == "RELU6":
+        lo, hi = max(lo, q(0.0)), min(hi, q(6.0))
+    elif activation == "RELU_N1_TO_1":
+        lo, hi = max(lo, q(-1.0)), min(hi, q(1.0))
+    return float(lo - zp), float(hi - zp)
+
+
+def requant_scale(in_scale: float, w_scale: np.ndarray, out_scale: float) -> np.ndarray:
+    """XNNPACK's float32 requantization scale ``(input_scale * weight_scale) / output_scale``."""
+    prod = np.float32(in_scale) * np.asarray(w_scale, dtype=np.float32)
+    return (prod / np.float32(out_scale)).astype(np.float32)
+
+
+def requantize(acc: Any, scale: np.ndarray, out: Tensor, activation: str) -> Any:
+    """Exact int accumulator (float64) -> the real value of XNNPACK's 8-bit output.
+
+    ``scale`` broadcasts over the last (channel) axis. The clamp bounds are integers, so clamping
+    before rounding equals clamping after it.
+    """
+    lo, hi = clamp_range(out, activation)
+    y = tf.cast(acc, tf.float32) * tf.constant(scale, tf.float32)
+    y = tf.clip_by_value(y, lo, hi)
+    return ste(y, tf.round(y)) * float(out.quantization.scale[0])
+
+
+def is_q16(t: Tensor | None) -> bool:
+    """An int16 tensor quantized per tensor (16x8 activations)."""
+    return t is not None and t.is_quantized and t.type_name == "INT16" and t.quantization.scale.size == 1
+
+
+def quantize_multiplier(m: float) -> tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier``: ``m ~= q * 2**(shift - 31)`` with ``q`` in [2**30, 2**31)."""
+    if m == 0.0:
+        return 0, 0
+    mant, shift = math.frexp(m)
+    q = int(math.floor(mant * (1 << 31) + 0.5))
+    if q == 1 << 31:
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q, shift
+
+
+def requantize_fixed(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor, activation: str,
+                     wide: bool = True) -> Any:
+    """Exact integer accumulator (float64) -> real value of a 16x8 kernel's int16 output.
+
+    TFLite's ``MultiplyByQuantizedMultiplier`` with the 31-bit multiplier of ``double(in_scale) *
+    w_scale / out_scale`` (one per output channel, last axis): the int64-accumulator form (``wide``:
+    multiplier reduced to 15 bits; conv kernels) or the int32 form (fully-connected), both one
+    rounding-half-up right shift of the product (the interpreter is built with single rounding).
+    """
+    out_scale = float(out.quantization.scale[0])
+    params = [quantize_multiplier(float(np.float32(in_scale)) * float(ws) / out_scale)
+              for ws in np.reshape(np.asarray(w_scale, np.float64), [-1])]
+    mult = np.array([q for q, _ in params], np.int64)
+    shift = np.array([s for _, s in params], np.int64)
+    if wide:
+        mult = np.where(mult < 0x7FFF0000, (mult + (1 << 15)) >> 16, 0x7FFF)
+        total = 15 - shift
+    else:
+        total = 31 - shift
+    q = (tf.cast(acc, tf.int64) * tf.constant(mult) + tf.constant(1 << (total - 1))) // tf.constant(1 << total)
+    lo, hi = clamp_range(out, activation)
+    y = tf.clip_by_value(tf.cast(q, tf.float32), lo, hi) * out_scale
+    approx = tf.cast(acc, tf.float32) * tf.constant(requant_scale(in_scale, w_scale, out_scale)) * out_scale
+    return ste(approx, y)
+
+
+def exact_bias(ctx: Any, index: int) -> Any:
+    """A quantized int32/int64 bias as exact integers (float64), still driven by its trainable variable.
+
+    The float32 variable cannot hold large integers exactly, so the value is the stored integer plus
+    the rounded change of the variable since it was created (zero until someone trains it).
+    """
+    t = ctx.in_tensor(index)
+    scale = safe_scale(t.quantization.scale)
+    var = ctx.weight(index)
+    delta = (var - tf.constant(ctx.const(index), tf.float32)) / tf.constant(scale)
+    stored = np.asarray(t.data()).astype(np.int64) - np.asarray(t.quantization.zero_point, np.int64)
+    return tf.constant(stored.astype(np.float64)) + tf.cast(ste(delta, tf.round(delta)), tf.float64)
+
+
+def quantize_rows(x: Any, axes: list[int], half_even: bool) -> tuple[Any, Any]:
+    """On-the-fly asymmetric int8 quantization of a float input, one scale and zero point per row.
+
+    ``axes`` are the axes reduced into one row (all but the batch axis for conv, the channel axis for
+    XNNPACK's 1x1 conv, the last axis for fully-connected and matmul). The scale and zero point are
+    TFLite's ``AsymmetricQuantizeFloats`` (double precision, zero point nudged from the nearer end);
+    values are ``round(x * (1 / scale)) + zero_point`` with ties to even in XNNPACK (``half_even``)
+    and away from zero in the builtin kernels. Returns ``q - zero_point`` as exact float64 integers
+    and the float32 per-row scaling factor (keepdims shape).
+    """
+    rmin = tf.cast(tf.minimum(tf.reduce_min(x, axes, keepdims=True), 0.0), tf.float64)
+    rmax = tf.cast(tf.maximum(tf.reduce_max(x, axes, keepdims=True), 0.0), tf.float64)
+    flat = tf.equal(rmin, rmax)
+    scale = tf.where(flat, tf.ones_like(rmin), (rmax - rmin) / 255.0)
+    zp_min = -128.0 - rmin / scale
+    zp_max = 127.0 - rmax / scale
+    err_min = 128.0 + tf.abs(rmin / scale)
+    err_max = 127.0 + tf.abs(rmax / scale)
+    zpd = tf.where(err_min < err_max, zp_min, zp_max)
+    zp = tf.clip_by_value(round_half_away(zpd), -128.0, 127.0)
+    zp = tf.where(flat, tf.zeros_like(zp), zp)
+    sf = tf.cast(scale, tf.float32)
+    zp32 = tf.cast(zp, tf.float32)
+    t = x * reciprocal(sf)
+    q = ste(t, tf.round(t) if half_even else round_half_away(t))
+    q = tf.clip_by_value(q + zp32, -128.0, 127.0)
+    return tf.cast(q - zp32, tf.float64), sf
+
+
+def reciprocal(v: Any) -> Any:
+    """The correctly rounded float32 ``1 / v``: TF's float32 division on CPU may be an approximate
+    reciprocal, one ulp off, which moves roundings the integer kernels make."""
+    return tf.cast(1.0 / tf.cast(v, tf.float64), tf.float32)
+
+
+def is_hybrid(x: Tensor | None, w: Tensor | None) -> bool:
+    """TFLite runs a hybrid kernel: float32 activations, constant int8 weights with a scale."""
+    return (x is not None and w is not None and x.type_name == "FLOAT32" and w.is_constant
+            and w.type_name == "INT8" and w.is_quantized)
+
+
+def rescale(acc: Any, row_scale: Any, w_scale: np.ndarray) -> Any:
+    """Hybrid kernels: ``float(acc) * (row_scale * weight_scale)`` (weight scale per output channel)."""
+    return tf.cast(acc, tf.float32) * (row_scale * tf.constant(np.asarray(w_scale, np.float32)))
+
+
+def add_integer(a: Any, b: Any, a_t: Tensor, b_t: Tensor, out: Tensor, activation: str = "NONE",
+                subtract: bool = False) -> Any:
+    """XNNPACK's 8-bit ADD/SUB (the default interpreter's kernel), exactly, as real values of ``out``.
+
+    With ``s_a = float32(scale_a / scale_out)``, ``s_b`` likewise (negated for SUB) and
+    ``shift = 20 - exponent(max(|s_a|, |s_b|))``, each input is weighted by the integer multiplier
+    ``lrintf(s * 2**shift)`` and the sum is rounded ``(acc + 2**(shift-1)) >> shift``. Inputs are
+    per-tensor quantized 8-bit values on their grids; broadcasting follows numpy.
+    """
+    sa, sb, so = (np.float32(t.quantization.scale[0]) for t in (a_t, b_t, out))
+    a_os, b_os = np.float32(sa / so), np.float32(sb / so)
+    if subtract:
+        b_os = -b_os
+    top = np.array(max(abs(a_os), abs(b_os)), np.float32)
+    shift = 20 - (int(top.view(np.uint32) >> 23) - 127)
+    am, bm = (int(np.rint(np.float32(v * np.float32(2.0 ** shift)))) for v in (a_os, b_os))
+    qa = tf.cast(tf.round(a / float(sa)), tf.int64)  # q - zero_point; zero points cancel in the sum
+    qb = tf.cast(tf.round(b / float(sb)), tf.int64)
+    acc = qa * am + qb * bm + 2 ** (shift - 1)
+    lo, hi = clamp_range(out, activation)
+    q = tf.clip_by_value(tf.cast(acc // 2 ** shift, tf.float32), lo, hi)
+    y_float = a - b if subtract else a + b
+    return ste(y_float, q * float(so))
