@@ -111,9 +111,7 @@ def test_xnnpack_add_helper_is_bit_exact(subtract):
 CORPUS_FILES = [
     "coral-test_data__mobilenet_v2_1.0_224_quant.tflite",  # legacy uint8 kernels, per-tensor
     "tflite-micro__mobilenet_v2_quantized_1x3x224x224.tflite",  # int8 per-channel, NCHW input
-    pytest.param("coral-test_data__tf2_mobilenet_v2_1.0_224_ptq.tflite", marks=pytest.mark.xfail(
-        strict=False, reason="needs the XNNPACK-exact quantized ADD in ops/elementwise.py (hybrid.add_integer); "
-                             "with it the output is bit exact")),
+    "coral-test_data__tf2_mobilenet_v2_1.0_224_ptq.tflite",  # int8 per-channel with residual ADDs
 ]
 
 

@@ -98,7 +98,9 @@ def fake_quant(x: Any, t: Tensor) -> Any:
     """Round ``x`` onto the integer grid recorded for tensor ``t`` and map it back to real values."""
     scale, zp, lo, hi = _q_params(t)
     q = tf.clip_by_value(round_half_away(x / scale) + zp, lo, hi)
-    return (q - zp) * scale
+    # Straight-through gradient: the rounded value forward, the identity backward, so a faithful
+    # quantized model can still be fine-tuned.
+    return x + tf.stop_gradient((q - zp) * scale - x)
 
 
 def quantize_to_int(x: Any, t: Tensor) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 
 from .._tf import tf
 from ..ir import Operator, Subgraph
+from . import hybrid
 from .common import check_activation, round_half_away
 from .registry import register
 
@@ -55,14 +56,27 @@ def _per_tensor_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 # -- binary arithmetic with a fused activation ----------------------------------------------------
+def _integer_add(ctx: Any, subtract: bool) -> Any | None:
+    """Faithful mode, 8-bit per-tensor operands: the interpreter's exact integer ADD/SUB (a float add
+    followed by rounding differs by one LSB now and then, and deep residual nets amplify that)."""
+    a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
+    act = ctx.options.get("fused_activation_function", "NONE")
+    if (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
+            and all(hybrid.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t))):
+        return hybrid.add_integer(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract=subtract)
+    return None
+
+
 @register("ADD", check=_act_check)
 def add(ctx: Any) -> list[Any]:
-    return [ctx.activation(tf.add(ctx.input(0), ctx.input(1)))]
+    exact = _integer_add(ctx, subtract=False)
+    return [exact if exact is not None else ctx.activation(tf.add(ctx.input(0), ctx.input(1)))]
 
 
 @register("SUB", check=_act_check)
 def sub(ctx: Any) -> list[Any]:
-    return [ctx.activation(tf.subtract(ctx.input(0), ctx.input(1)))]
+    exact = _integer_add(ctx, subtract=True)
+    return [exact if exact is not None else ctx.activation(tf.subtract(ctx.input(0), ctx.input(1)))]
 
 
 @register("MUL", check=_act_check)
