@@ -33,8 +33,8 @@ from tflite_inverter.reader import read_model  # noqa: E402
 from tflite_inverter.verify import (  # noqa: E402
     _lsb_scale,
     compare_output,
+    float_tolerance,
     is_quantized_model,
-    reduced_precision_tolerance,
     reference_outputs,
 )
 
@@ -119,9 +119,9 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
         return Row(name, "CRASH", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
                    seconds=time.time() - start)
     quantized = is_quantized_model(model)
-    tolerance = None if quantized else reduced_precision_tolerance(model)
-    if tolerance is not None:
-        notes.append("fp16 inference allowed by the file: judged at 1e-2 x max")
+    tolerance, why = float_tolerance(model)
+    if why:
+        notes.append(why.split(":")[0])
     checks = []
     for p, ref, out in zip(plans, refs, outs):
         sg = model.subgraphs[0] if p.signature is None else model.subgraphs[

@@ -22,10 +22,10 @@ from .verify import (
     OutputCheck,
     _lsb_scale,
     compare_output,
+    float_tolerance,
     format_checks,
     is_quantized_model,
     load_inputs,
-    reduced_precision_tolerance,
     reference_outputs,
 )
 
@@ -75,11 +75,10 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
         note_sink.extend(notes)
     loaded = tf.saved_model.load(saved_dir)
     quantized = is_quantized_model(model)
-    if tolerance is None and not quantized:
-        tolerance = reduced_precision_tolerance(model)
-        if tolerance is not None and note_sink is not None:
-            note_sink.append("the file allows fp16 inference (metadata reduced_precision_support), so the "
-                             "interpreter's outputs carry fp16 error: float outputs judged at 1e-2 x max|output|")
+    if tolerance is None:
+        tolerance, why = float_tolerance(model)
+        if why and note_sink is not None:
+            note_sink.append(why)
     checks = []
     for p, feed, ref in zip(plans, feeds, refs):
         sg = model.subgraphs[0] if p.signature is None else model.subgraphs[
