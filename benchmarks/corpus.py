@@ -87,7 +87,8 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
         return Row(name, "refused", "; ".join(f"{k}: {registry.REFUSED[k]}" for k in keys), seconds=time.time() - start)
     if problems:
         counts = Counter(k for k, _ in problems)
-        detail = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in sorted(counts.items()))
+        why = dict(problems)
+        detail = " // ".join(f"{k}{f' x{n}' if n > 1 else ''}: {why[k][:140]}" for k, n in sorted(counts.items()))
         return Row(name, "unsupported", detail, seconds=time.time() - start)
     from tflite_inverter._tf import tf
     from tflite_inverter.conversion import io_plans

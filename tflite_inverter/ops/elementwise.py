@@ -62,7 +62,10 @@ def _integer_add(ctx: Any, subtract: bool) -> Any | None:
     a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
     act = ctx.options.get("fused_activation_function", "NONE")
     if (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
-            and all(hybrid.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t))):
+            and all(hybrid.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t))
+            and all(2.0 ** -10 <= t.quantization.scale[0] / y_t.quantization.scale[0] < 2.0 ** 8 for t in (a_t, b_t))):
+        # XNNPACK takes the op only for input/output scale ratios in [2^-10, 2^8); outside that range
+        # (e.g. dead tensors with scales near 1e-35) the interpreter runs the built-in kernel.
         return hybrid.add_integer(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract=subtract)
     return None
 
