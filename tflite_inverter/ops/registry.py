@@ -44,6 +44,7 @@ FAMILIES: tuple[str, ...] = (
     "custom.mediapipe",
     "custom.detection",
     "custom.flex",
+    "custom.signal",
 )
 
 #: Ops no rebuilder can ever reproduce, with the reason given to users.
@@ -66,8 +67,6 @@ REFUSED: dict[str, str] = {
 NOT_YET: dict[str, str] = {
     "CUSTOM:PosenetDecoderOp": "Coral's multi-pose decoder (local-maximum search, skeleton backtracking, "
     "keypoint NMS) is not rebuilt yet; cut the model before the decoder and decode poses outside the graph",
-    "CUSTOM:Signal*": "tflite-micro's fixed-point audio front-end kernels (window, FFT, filter bank, PCAN) "
-    "are not rebuilt yet",
     "CUSTOM:TFSentencepieceTokenizeOp": "a SentencePiece tokenizer with an embedded model; not rebuilt yet",
     "CUSTOM:RaggedTensorToTensor": "a TF Text ragged-tensor op; not rebuilt yet",
 }
