@@ -6,7 +6,7 @@ Each file: read it; run it in the TFLite interpreter (child process) on seeded i
 run the rebuilt model on the same inputs (in-process, or through a saved SavedModel with --save, as
 ``convert`` does); compare output by output. Status is one of: ``match``, ``MISMATCH``,
 ``unsupported`` (ops we do not rebuild, named), ``refused`` (ops nobody can rebuild, named with the
-reason), ``interpreter-fails`` (the stock interpreter cannot run the original: then only the rebuild
+reason), ``rebuilt, no reference`` (the stock interpreter cannot run the original: only the rebuild
 is attempted), ``invalid``.
 """
 
@@ -105,7 +105,7 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
     try:
         feeds, refs, notes = reference_outputs(str(path), plans, None)
     except InterpreterError as exc:
-        return Row(name, "interpreter-fails", str(exc)[:200], seconds=time.time() - start)
+        return Row(name, "rebuilt, no reference", f"rebuilt; {str(exc)[:200]}", seconds=time.time() - start)
     try:
         if save:
             with tempfile.TemporaryDirectory() as tmp:

@@ -125,3 +125,17 @@ def test_a_segfaulting_interpreter_is_reported_by_signal(tmp_path, monkeypatch):
     with pytest.raises(InterpreterError) as err:
         verify.run_tflite("/x.tflite", [(None, [], [], [])])
     assert "crashed with signal 11" in str(err.value)
+
+
+def test_an_original_the_interpreter_cannot_run_is_written_but_flagged_unverified(float_model, tmp_path,
+                                                                                  monkeypatch):
+    from tflite_inverter import verify
+
+    def refuse(*args, **kwargs):
+        raise InterpreterError("the TFLite interpreter failed: Node number 0 (SomeCustomOp) failed to prepare")
+
+    monkeypatch.setattr(verify, "run_tflite", refuse)
+    out = tmp_path / "sm"
+    with pytest.raises(InterpreterError, match="written to .* but NOT verified: .*SomeCustomOp"):
+        convert(float_model, str(out))
+    assert (out / "saved_model.pb").exists()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from .errors import OutputExistsError, UsageError, VerificationError
+from .errors import InterpreterError, OutputExistsError, UsageError, VerificationError
 from .reader import read_model
 from .verify import (
     IOPlan,
@@ -122,7 +122,9 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
 
     Raises :class:`UnsupportedOpError` (every unsupported op at once) before building anything,
     :class:`OutputExistsError` if ``output_dir`` exists without ``force``, and
-    :class:`VerificationError` when an output is over tolerance (the SavedModel is still written).
+    :class:`VerificationError` when an output is over tolerance, and :class:`InterpreterError` when the
+    interpreter cannot run the original (a custom op it lacks): in both cases the SavedModel is
+    written and the error says so.
     """
     from .rebuild import RebuildOptions, check_supported, make_module
 
@@ -148,15 +150,20 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
         _log(progress, "saving SavedModel")
         tf.saved_model.save(module, tmp, signatures=dict(module.concrete))
         result = ConvertResult(output_dir=output_dir, signatures=[p.key for p in plans])
+        unverified: InterpreterError | None = None
         if verify:
             _log(progress, "verifying against the TFLite interpreter")
             notes: list[str] = []
-            result.checks = verify_saved_model(model, model_path, tmp, plans, inputs, tolerance, note_sink=notes)
+            try:
+                result.checks = verify_saved_model(model, model_path, tmp, plans, inputs, tolerance, note_sink=notes)
+                result.verified = True
+                result.passed = all(c.passed for c in result.checks)
+            except InterpreterError as exc:  # e.g. a custom op the stock interpreter lacks
+                unverified = exc
+                notes.append(f"NOT verified: {exc}")
             result.note = "; ".join(notes)
             for n in notes:
                 _log(progress, n)
-            result.verified = True
-            result.passed = all(c.passed for c in result.checks)
         _replace_dir(tmp, output_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,6 +172,8 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     if report:
         with open(report, "w") as fh:
             json.dump(result.to_json(), fh, indent=2, sort_keys=True)
+    if unverified is not None:
+        raise InterpreterError(f"SavedModel written to {output_dir}, but NOT verified: {unverified}")
     if result.verified and not result.passed:
         bad = [c for c in result.checks if not c.passed]
         raise VerificationError(f"{len(bad)} output(s) over tolerance (SavedModel written to {output_dir}):\n"
