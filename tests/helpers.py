@@ -160,3 +160,32 @@ def assert_quantized_close(model: bytes, inputs: Sequence[np.ndarray], max_lsb: 
     assert worst <= max_lsb, f"max error {worst} LSB > {max_lsb}"
     assert frac >= min_within_1, f"only {frac:.2%} within 1 LSB"
     return worst, frac
+
+
+def op_names(model: bytes) -> list[str]:
+    """Builtin op names (``CUSTOM`` for custom ops) of subgraph 0, in execution order."""
+    return [op.name for op in read_model(model).main.operators]
+
+
+_INTEGER_MODES = {"int8": ("INT8",), "int8_per_tensor": ("INT8",), "uint8": ("INT8", "UINT8"),
+                  "int16x8": ("INT16",)}
+
+
+def converted(fn: Callable[..., Any], specs: Sequence[tf.TensorSpec], op: str, mode: str = "float",
+              calibration: Sequence[Sequence[np.ndarray]] | None = None) -> bytes:
+    """Convert ``fn`` and assert the model really contains ``op`` in the form ``mode`` asks for.
+
+    The converter folds, fuses and keeps ops in float at will; without this check a test could end
+    up testing nothing. Integer modes: some instance of ``op`` has an integer output. ``dynamic``:
+    some instance has int8 constant weights (a hybrid op).
+    """
+    model = to_tflite(fn, specs, mode, calibration=calibration)
+    m = read_model(model).main
+    ops = [o for o in m.operators if o.name == op]
+    assert ops, f"converter emitted {[o.name for o in m.operators]}, not {op}"
+    if mode in _INTEGER_MODES:
+        assert any(m.tensors[o.outputs[0]].type_name in _INTEGER_MODES[mode] for o in ops), f"{op} is not quantized"
+    if mode == "dynamic":
+        assert any(len(o.inputs) > 1 and o.inputs[1] >= 0 and m.tensors[o.inputs[1]].type_name == "INT8"
+                   for o in ops), f"{op} has no int8 weights (not hybrid)"
+    return model

@@ -20,6 +20,8 @@ from tflite_inverter.reader import read_model
 from .helpers import (
     assert_float_close,
     assert_quantized_close,
+    converted,
+    op_names,
     quantized_inputs,
     random_like,
     run_interpreter,
@@ -33,22 +35,6 @@ F32 = tf.float32
 _rng = np.random.default_rng(0)
 
 
-def op_names(model: bytes) -> list[str]:
-    return [op.name for op in read_model(model).main.operators]
-
-
-def converted(fn, specs, op: str, mode: str = "float") -> bytes:
-    """Convert ``fn`` and assert the model really contains ``op`` (quantized where the mode says so)."""
-    model = to_tflite(fn, specs, mode)
-    names = op_names(model)
-    assert op in names, f"converter emitted {names}, not {op}"
-    m = read_model(model).main
-    o = next(o for o in m.operators if o.name == op)
-    if mode in ("int8", "int8_per_tensor", "uint8"):
-        assert m.tensors[o.outputs[0]].type_name in ("INT8", "UINT8"), f"{op} is not quantized"
-    if mode == "dynamic":
-        assert m.tensors[o.inputs[1]].type_name == "INT8", f"{op} has no int8 weights (not hybrid)"
-    return model
 
 
 def weights(*shape, scale: float = 0.3, seed: int = 0) -> np.ndarray:

@@ -18,6 +18,7 @@ from tflite_inverter.rebuild import make_module
 from .helpers import (
     assert_float_close,
     assert_quantized_close,
+    op_names,
     quantized_inputs,
     random_like,
     run_interpreter,
@@ -27,9 +28,6 @@ from .helpers import (
 
 F32 = tf.float32
 
-
-def op_names(model: bytes) -> list[str]:
-    return [op.name for op in read_model(model).main.operators]
 
 
 def convert_single(fn, specs, expect: str, mode: str = "float", calibration=None) -> bytes:

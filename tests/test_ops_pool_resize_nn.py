@@ -19,6 +19,8 @@ from tflite_inverter.reader import read_model
 from .helpers import (
     assert_float_close,
     assert_quantized_close,
+    converted,
+    op_names,
     quantized_inputs,
     random_like,
     run_interpreter,
@@ -41,19 +43,6 @@ def set_op_options(model: bytes, op: str, **changes) -> bytes:
     return patch_model(model, fn)
 
 
-def op_names(model: bytes) -> list[str]:
-    return [op.name for op in read_model(model).main.operators]
-
-
-def converted(fn, specs, op: str, mode: str = "float", calibration=None) -> bytes:
-    model = to_tflite(fn, specs, mode, calibration=calibration)
-    names = op_names(model)
-    assert op in names, f"converter emitted {names}, not {op}"
-    if mode in ("int8", "uint8"):
-        m = read_model(model).main
-        o = next(o for o in m.operators if o.name == op)
-        assert m.tensors[o.outputs[0]].type_name in ("INT8", "UINT8"), f"{op} is not quantized"
-    return model
 
 
 def check_quantized(model: bytes, specs, exact: bool = True, low: float = -1.0, high: float = 1.0):

@@ -19,6 +19,8 @@ from tflite_inverter.reader import read_model
 from .helpers import (
     assert_float_close,
     assert_quantized_close,
+    converted,
+    op_names,
     quantized_inputs,
     random_like,
     run_interpreter,
@@ -34,20 +36,6 @@ _rng = np.random.default_rng(0)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def op_names(model: bytes) -> list[str]:
-    return [op.name for op in read_model(model).main.operators]
-
-
-def converted(fn, specs, op: str, mode: str = "float") -> bytes:
-    """Convert ``fn`` and assert the result really contains ``op`` (the converter may fold it)."""
-    model = to_tflite(fn, specs, mode)
-    names = op_names(model)
-    assert op in names, f"converter emitted {names}, not {op}"
-    if mode == "int8":
-        m = read_model(model).main
-        ops = [o for o in m.operators if o.name == op]
-        assert any(m.tensors[o.outputs[0]].type_name == "INT8" for o in ops), f"{op} is not quantized"
-    return model
 
 
 def check_float(fn, specs, op: str, inputs=None, atol: float = 1e-6) -> float:
