@@ -45,6 +45,7 @@ FAMILIES: tuple[str, ...] = (
     "custom.detection",
     "custom.flex",
     "custom.signal",
+    "custom.posenet",
 )
 
 #: Ops no rebuilder can ever reproduce, with the reason given to users.
@@ -65,8 +66,6 @@ REFUSED: dict[str, str] = {
 #: Ops that could be rebuilt but are not yet, with what users should know (shown instead of a bare
 #: "no rebuilder"). An entry leaves this table when its rebuilder lands.
 NOT_YET: dict[str, str] = {
-    "CUSTOM:PosenetDecoderOp": "Coral's multi-pose decoder (local-maximum search, skeleton backtracking, "
-    "keypoint NMS) is not rebuilt yet; cut the model before the decoder and decode poses outside the graph",
     "CUSTOM:TFSentencepieceTokenizeOp": "a SentencePiece tokenizer with an embedded model; not rebuilt yet",
     "CUSTOM:RaggedTensorToTensor": "a TF Text ragged-tensor op; not rebuilt yet",
 }
