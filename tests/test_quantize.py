@@ -14,7 +14,7 @@ from tflite_inverter.accuracy import float_ops, output_metrics
 from tflite_inverter.calibration import RANDOM_WARNING
 from tflite_inverter.cli_quantize import add_quantize
 from tflite_inverter.errors import OutputExistsError, UsageError
-from tflite_inverter.quantize import NotImplementedYetError, quantize
+from tflite_inverter.quantize import quantize
 from tflite_inverter.reader import read_model
 
 H, W, C, CLASSES = 16, 16, 3, 10
@@ -161,8 +161,10 @@ def test_quantized_sample_model_requantizes_with_data(tmp_path):
     # uint8 data for a float (rebuilt) input: dequantized with the source's own input parameters
     r = quantize(src, str(tmp_path / "rq.tflite"), calib=str(tmp_path / "c.npy"))
     assert r.float_ops == [] and r.accuracy[0]["sqnr_db"] > 15.0
-    with pytest.raises(NotImplementedYetError, match="already quantized.*not implemented yet: pass --calib"):
-        quantize(src, str(tmp_path / "x.tflite"))
+    # without data: requantized with its own ranges (tests/test_quantize_reuse.py covers it in depth)
+    r = quantize(src, str(tmp_path / "x.tflite"))
+    assert r.calibration["kind"] == "source ranges" and r.reference == "source"
+    assert r.weights_check["identical"] and r.accuracy[0]["max_lsb"] <= 1
 
 
 # -- errors ---------------------------------------------------------------------------------------

@@ -34,24 +34,33 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
         "written by `convert --float-io --no-fake-quant`) with TensorFlow's converter, calibrated on your data. "
         "The last 20%% of the calibration samples are held back and the result is compared with the float model "
         "on them: SQNR, cosine similarity, max abs error, top-1 agreement for classifiers; plus size before/after "
-        "and a check that an int8 model has no float op left.",
+        "and a check that an int8 model has no float op left. "
+        "An already-quantized .tflite given without --calib is requantized with its own recorded scales and zero "
+        "points ('reuse source ranges'): same form as the source by default (int8 or all-uint8, per-channel or "
+        "per-tensor weights, its I/O types), weights bit-identical, and the result is compared with the SOURCE "
+        "in the interpreter (outputs in source LSBs, every constant bit for bit).",
         epilog=EPILOG)
     p.add_argument("source", help="a .tflite file or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="the .tflite to write")
     p.add_argument("--calib", metavar="DATA",
                    help="calibration data: X.npy (one input, N samples stacked), X.npz (keyed by input name), a "
-                   "folder of images, or 'random' (smoke tests only: warned about)")
-    p.add_argument("--dtype", choices=DTYPES, default="int8",
-                   help="int8: full integer, int8 kernels only (default); int16x8: int16 activations, int8 weights; "
+                   "folder of images, or 'random' (smoke tests only: warned about). Omit it for an already-quantized "
+                   ".tflite to reuse the source's own activation ranges and weights (per-tensor int8/uint8 "
+                   "activations only; int16x8 sources need DATA)")
+    p.add_argument("--dtype", choices=DTYPES, default=None,
+                   help="int8: full integer, int8 kernels only (default; without --calib, a quantized source's own "
+                   "form: int8, or uint8 for an all-uint8 source); int16x8: int16 activations, int8 weights; "
                    "float16: float16 weights; dynamic: dynamic-range int8 weights; float32: plain float; uint8: "
                    "every tensor asymmetric uint8, per-tensor (legacy NPU stacks)")
     p.add_argument("--io", choices=IO_TYPES, default=None,
-                   help="model input/output type (int8 default for --dtype int8; float32 keeps float I/O around "
+                   help="model input/output type (int8 default for --dtype int8, the source's own types when "
+                   "reusing its ranges; float32 keeps float I/O around "
                    "integer kernels; int16 for int16x8). With --target imx8mp the input is uint8 and --io sets the "
                    "output (default uint8)")
     p.add_argument("--granularity", choices=GRANULARITIES, default=None,
-                   help="weight scales per output channel (default; uint8: per-tensor) or one per tensor; "
-                   "per-tensor also reports the accuracy of int8 per-channel for comparison")
+                   help="weight scales per output channel (default; uint8: per-tensor; reusing a quantized "
+                   "source's ranges: the source's) or one per tensor; per-tensor also reports the accuracy of int8 "
+                   "per-channel for comparison")
     p.add_argument("--target", choices=TARGETS, default=None,
                    help="imx8mp: full-integer int8 with uint8 input (camera path, VX delegate); imx8mp-nnapi: "
                    "true uint8 per-tensor (Android NNAPI, where int8 falls back to the CPU); either way the report "

@@ -15,6 +15,17 @@ Calibration data comes from :mod:`.calibration`; the last 20 % of the samples ar
 quantized model (run in the TFLite interpreter, child process) is compared with the float model on
 them (:mod:`.accuracy`). The output is written atomically and never replaces a file without
 ``force``.
+
+"Reuse source ranges": an already-quantized .tflite given without data is rebuilt with
+``RebuildOptions(range_ops=True)``, where every per-tensor int8/uint8 activation carries a
+fake-quant op with its recorded range, so the converter adopts the source's scales and zero points
+(a few synthetic samples over the input range only satisfy its calibrator). The converter then
+quantizes the weights itself, always per channel on that path and with int32 bias scales recomputed
+to within an ulp, so the weights of every op paired with a source op (by data flow) are given the
+source's own scales, zero points and integers after checking that the converter's version agrees
+with them. An all-uint8 source comes back as uint8 (the int8 result rewritten by
+:mod:`.uint8_rewrite`, with the source's op versions). The report compares with the SOURCE in the
+interpreter and checks every constant bit for bit.
 """
 
 from __future__ import annotations
@@ -32,9 +43,9 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from .accuracy import float_ops, format_metrics, json_safe, output_metrics
+from .accuracy import float_ops, format_lsb_metrics, format_metrics, json_safe, output_metrics
 from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
-from .errors import InverterError, OutputExistsError, UnsupportedOpError, UsageError
+from .errors import InterpreterError, InverterError, OutputExistsError, UnsupportedOpError, UsageError
 
 DTYPES = ("int8", "uint8", "int16x8", "float16", "dynamic", "float32")
 IO_TYPES = ("int8", "uint8", "int16", "float32")
@@ -70,6 +81,13 @@ class QuantizeResult:
     float_ops: list[str] = field(default_factory=list)
     target_report: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: what ``accuracy`` compares with: "float" (the float model) or "source" (the quantized source,
+    #: when its own ranges were reused: then ``accuracy`` rows are in source LSBs)
+    reference: str = "float"
+    weights_check: dict[str, Any] | None = None  # reuse: every constant vs the source's
+    activations_check: dict[str, Any] | None = None  # reuse: every activation's scale/zero point vs the source's
+    weights_restore: dict[str, Any] | None = None  # reuse: weights given the source's parameters
+    graph_match: dict[str, Any] | None = None  # reuse: the result's ops paired with the source's
 
     @property
     def fully_integer(self) -> bool:
@@ -82,7 +100,7 @@ class QuantizeResult:
             "warnings": self.warnings,
             "size_bytes": {"before": self.size_before, "after": self.size_after,
                            "ratio": round(self.size_after / self.size_before, 4) if self.size_before else None},
-            "accuracy": {"evaluated_on": self.evaluated_on, "outputs": self.accuracy},
+            "accuracy": {"evaluated_on": self.evaluated_on, "reference": self.reference, "outputs": self.accuracy},
             "float_ops": self.float_ops, "fully_integer": self.fully_integer,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -97,15 +115,41 @@ class QuantizeResult:
                 for m in self.accuracy]
         if self.target is not None:
             out["target_report"] = self.target_report
+        if self.reference == "source":
+            out["weights_check"] = self.weights_check
+            out["weights_identical"] = bool(self.weights_check and self.weights_check["identical"])
+            out["weights_restore"] = self.weights_restore
+            out["activations_check"] = self.activations_check
+            out["graph_match"] = self.graph_match
         return json_safe(out)
 
     def format_text(self) -> str:
         lines = []
         for w in self.warnings:
             lines.append(f"WARNING: {w}")
-        lines.append(f"accuracy vs the float model ({self.evaluated_on}):")
-        compare = {m["output"]: m for m in self.per_channel} if self.per_channel is not None else None
-        lines.append(format_metrics(self.accuracy, compare))
+        if self.reference == "source":
+            lines.append(f"calibration: source ranges (the source's own scales and zero points); weights: "
+                         f"{self.calibration.get('weights')}")
+            lines.append(f"accuracy vs the SOURCE model ({self.evaluated_on}):")
+            if self.accuracy:
+                lines.append(format_lsb_metrics(self.accuracy))
+            lines.append(_weights_summary(self.weights_check, self.graph_match))
+            a = self.activations_check
+            if a is not None:
+                if a["identical"]:
+                    lines.append(f"activations: all {a['compared']} scales and zero points are the source's")
+                elif a["equivalent"]:
+                    lines.append(f"activations: the source's scales and zero points ({len(a['differing'])} of "
+                                 f"{a['compared']} in the other 8-bit type, zero point shifted by 128)")
+                else:
+                    bad = next(d for d in a["differing"] if "equivalent" not in d)
+                    lines.append(f"activations: {sum('equivalent' not in d for d in a['differing'])} of "
+                                 f"{a['compared']} differ from the source's (first: {bad['name']}: {bad['source']} "
+                                 f"-> {bad['result']})")
+        else:
+            lines.append(f"accuracy vs the float model ({self.evaluated_on}):")
+            compare = {m["output"]: m for m in self.per_channel} if self.per_channel is not None else None
+            lines.append(format_metrics(self.accuracy, compare))
         ratio = f" ({100 * self.size_after / self.size_before:.1f}%)" if self.size_before else ""
         lines.append(f"size: {self.size_before} -> {self.size_after} bytes{ratio}")
         if self.dtype in ("int8", "uint8"):
@@ -123,6 +167,34 @@ def _diff(a: Any, b: Any) -> float | None:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return float(a) - float(b)
     return None
+
+
+def _weights_summary(check: dict[str, Any] | None, match: dict[str, Any] | None) -> str:
+    if check is None:
+        return "weights: not compared"
+    lines = []
+    if check["identical"]:
+        lines.append(f"weights: identical to the source's (all {check['compared']} constants bit for bit, with their "
+                     "scales and zero points)")
+    elif check["equivalent"]:
+        lines.append(f"weights: the source's, {len(check['differing'])} of {check['compared']} constants in their "
+                     "uint8 form (integers and zero point +128, same scale)")
+    else:
+        lines.append(f"weights: NOT identical to the source's: {len(check['differing'])} of {check['compared']} "
+                     f"compared constant(s) differ"
+                     + (f", {len(check['not_compared'])} of the source's not compared (op not matched)"
+                        if check["not_compared"] else ""))
+        for d in check["differing"][:10]:
+            md = "" if d.get("max_diff") is None else f" (max |diff| {d['max_diff']:g})"
+            lines.append(f"  {d['name']}: {d['differs']}{md}")
+    if match and match.get("extra_result_ops"):
+        lines.append(f"graph: the result adds {len(match['extra_result_ops'])} data-movement op(s): "
+                     + ", ".join(match["extra_result_ops"][:5]))
+    if match and match.get("skipped_source_ops"):
+        lines.append(f"graph: the result does without {len(match['skipped_source_ops'])} of the source's "
+                     "data-movement or padding op(s) (folded into the next op): "
+                     + ", ".join(match["skipped_source_ops"][:5]))
+    return "\n".join(lines)
 
 
 def _target_summary(rep: dict[str, Any]) -> str:
@@ -156,13 +228,16 @@ class _Source:
     quantized: bool
     model: ir.Model | None = None
     tmp: str | None = None
+    plan: Any = None  # rebuild.SignaturePlan of the first signature (a .tflite source)
 
 
 def _dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
-def _load_source(path: str, progress: Callable[[str], None] | None) -> _Source:
+def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: bool = False) -> _Source:
+    """The source as a float SavedModel. ``range_ops``: a quantized .tflite keeps its recorded
+    activation ranges as fake-quant ops (requantizing with the source's own ranges)."""
     from ._tf import tf
 
     if os.path.isdir(path):
@@ -192,8 +267,11 @@ def _load_source(path: str, progress: Callable[[str], None] | None) -> _Source:
     from .verify import is_quantized_model
 
     model = read_model(path)
-    _log(progress, f"rebuilding {os.path.basename(path)} as a float graph")
-    module = make_module(model, RebuildOptions(fake_quant=False, float_io=True))
+    _log(progress, f"rebuilding {os.path.basename(path)} as a float graph"
+         + (" carrying its recorded ranges" if range_ops else ""))
+    options = RebuildOptions(range_ops=True, float_io=True) if range_ops else RebuildOptions(fake_quant=False,
+                                                                                             float_io=True)
+    module = make_module(model, options)
     plan = module.plans[0]
     inputs = []
     for k, s in enumerate(plan.inputs):
@@ -211,7 +289,7 @@ def _load_source(path: str, progress: Callable[[str], None] | None) -> _Source:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     src = _Source("tflite", path, tmp, [p.key for p in module.plans], inputs, [s.name for s in plan.outputs],
-                  module.concrete[plan.key], os.path.getsize(path), is_quantized_model(model), model, tmp)
+                  module.concrete[plan.key], os.path.getsize(path), is_quantized_model(model), model, tmp, plan)
     src._keep = module  # type: ignore[attr-defined]
     return src
 
@@ -357,6 +435,403 @@ def _target_report(data: bytes, target: str) -> dict[str, Any]:
         return {"unavailable": f"inspect --target {target} failed: {exc}"}
 
 
+# -- reusing a quantized source's own ranges (no calibration data) ----------------------------------
+#: Representative samples fed to the converter when the ranges come from the source: the fake-quant
+#: ops fix every activation range, the samples only have to exist (and span the input range).
+REUSE_SAMPLES = 4
+EIGHT_BIT = ("INT8", "UINT8")
+
+
+@dataclass(frozen=True)
+class _SourceForm:
+    """How a quantized source is quantized: what "the same form" means for its requantization."""
+
+    legacy_uint8: bool  # every 8-bit tensor is uint8 (the pre-int8 TFLite scheme)
+    per_channel: bool  # some weight has one scale per output channel
+    io_in: str  # the source's I/O types in --io terms
+    io_out: str
+
+
+def _io_name(t: ir.Tensor) -> str | None:
+    return {"INT8": "int8", "UINT8": "uint8", "FLOAT32": "float32", "INT16": "int16"}.get(t.type_name)
+
+
+def _source_form(model: ir.Model, source: str) -> _SourceForm:
+    """Check that every range of ``model`` can be carried by the rebuilt graph, and describe it.
+
+    Reusing the source's ranges works for per-tensor int8/uint8 activations (one fake-quant op
+    each); anything else would be calibrated on synthetic data, so it is refused, naming the tensor.
+    """
+    fix = "pass --calib DATA to calibrate instead"
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            if not t.is_quantized:
+                continue
+            q = t.quantization
+            if q.details:
+                raise UsageError(f"{source}: tensor {t.name!r} (subgraph {sg.index}, tensor {t.index}) uses {q.details.get('type')}; "
+                                 f"reusing the source's ranges handles per-tensor/per-channel scales only; {fix}")
+            if t.is_constant:
+                if t.type_name not in (*EIGHT_BIT, "INT32"):
+                    raise UsageError(f"{source}: weight {t.name!r} (subgraph {sg.index}, tensor {t.index}) is quantized as {t.type_name}; "
+                                     f"reusing the source's ranges rebuilds int8/uint8 weights only; {fix}")
+            elif t.type_name not in EIGHT_BIT or q.per_channel:
+                kind = "per-channel " if q.per_channel else ""
+                raise UsageError(f"{source}: activation {t.name!r} (subgraph {sg.index}, tensor {t.index}) is {kind}{t.type_name}; "
+                                 "reusing the source's ranges carries per-tensor int8/uint8 activation ranges only "
+                                 f"(int16x8 and other schemes have no such range op); {fix}")
+    leftover = float_ops(model)
+    if leftover:
+        raise UsageError(f"{source}: {len(leftover)} op(s) compute in float in the source, so it records no range "
+                         f"for their tensors (first: {leftover[0]}); {fix}")
+    eight = [t for sg in model.subgraphs for t in sg.tensors if t.type_name in EIGHT_BIT and t.is_quantized]
+    legacy = bool(eight) and all(t.type_name == "UINT8" for t in eight)
+    per_channel = any(t.is_constant and t.quantization.per_channel for sg in model.subgraphs for t in sg.tensors
+                      if t.is_quantized)
+    main = model.subgraphs[model.signatures[0].subgraph_index] if model.signatures else model.main
+
+    def io(indices: Sequence[int], what: str) -> str:
+        kinds = {_io_name(main.tensors[i]) for i in indices} - {None}
+        kinds.discard("int16")
+        if len(kinds) > 1:
+            raise UsageError(f"{source}: the model {what}s have different types ({', '.join(sorted(kinds))}); the "
+                             f"converter gives every {what} one type: choose it with --io")
+        return kinds.pop() if kinds else "float32"
+
+    return _SourceForm(legacy, per_channel, io(main.inputs, "input"), io(main.outputs, "output"))
+
+
+def _reuse_recipe(form: _SourceForm, dtype: str | None, granularity: str | None, source: str
+                  ) -> tuple[str, str, bool]:
+    """(dtype, granularity, restore): the source's own form unless asked otherwise.
+
+    ``restore``: the result's weights take the source's recorded scales and zero points (a lossless
+    round trip). Without it the converter quantizes the weights itself, which with the range ops in
+    the graph (its quantization-aware-training path) is always per channel.
+    """
+    if dtype is None:
+        dtype = "uint8" if form.legacy_uint8 else "int8"
+    if granularity is None:
+        granularity = "per-tensor" if dtype == "uint8" or (not form.per_channel and not form.legacy_uint8) \
+            else "per-channel"
+    fix = "pass --calib DATA to calibrate new weight scales"
+    if granularity == "per-tensor" and form.per_channel:
+        raise UsageError(f"{source} has per-channel weights: reusing its ranges keeps them; --granularity per-tensor"
+                         f"{' (implied by --dtype uint8)' if dtype == 'uint8' else ''} needs new weight scales: {fix}")
+    if form.legacy_uint8 and dtype == "int8" and granularity == "per-tensor":
+        raise UsageError(f"{source} has asymmetric uint8 weights, which int8 cannot take; reusing its ranges with "
+                         f"--dtype int8 gives per-channel int8 weights (drop --granularity per-tensor) or {fix}")
+    # int8 weights go into int8 and (shifted) uint8 models; asymmetric uint8 weights into uint8 only
+    restore = (granularity == "per-channel") == form.per_channel and not (form.legacy_uint8 and dtype == "int8")
+    return dtype, granularity, restore
+
+
+def _real_range(t: ir.Tensor) -> tuple[float, float] | None:
+    from .ops.common import integer_range
+
+    if not t.is_quantized or t.quantization.per_channel or t.type_name not in (*EIGHT_BIT, "INT16"):
+        return None
+    s, zp = float(t.quantization.scale[0]), int(t.quantization.zero_point[0]) if t.quantization.zero_point.size else 0
+    lo, hi = integer_range(t.type_name)
+    return s * (lo - zp), s * (hi - zp)
+
+
+def _input_range(sg: ir.Subgraph, t: ir.Tensor) -> tuple[float, float]:
+    """The real range of a model input: its own quantization, or that of the QUANTIZE reading it."""
+    r = _real_range(t)
+    if r is None:
+        for op in sg.operators:
+            if op.name == "QUANTIZE" and op.inputs and op.inputs[0] == t.index:
+                r = _real_range(sg.tensors[op.outputs[0]])
+                if r is not None:
+                    break
+    return r if r is not None else (-1.0, 1.0)
+
+
+def _range_samples(src: _Source, n: int, seed: int) -> list[list[np.ndarray]]:
+    """``n`` real-valued samples uniform over each input's recorded range (for the converter)."""
+    rng = np.random.default_rng(seed)
+    sg = src.model.subgraphs[src.plan.subgraph_index]
+    out = []
+    for _ in range(n):
+        sample = []
+        for spec, io in zip(src.inputs, src.plan.inputs):
+            shape = [1 if d is None else d for d in spec.shape]
+            if spec.dtype.kind == "f":
+                lo, hi = _input_range(sg, io.tensor)
+                sample.append(rng.uniform(lo, hi, shape).astype(spec.dtype))
+            else:
+                sample.append(np.zeros(shape, spec.dtype))
+        out.append(sample)
+    return out
+
+
+def _io_pairs(res: ir.Model, src: _Source) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """(source tensor, result tensor) for the inputs and the outputs, through the signature names
+    the converter keeps (positional when the result has no signature)."""
+    plan = src.plan
+    sig = next((s for s in res.signatures if s.key == plan.key), res.signatures[0] if res.signatures else None)
+    if sig is None:
+        sg = res.main
+        return ([(io.tensor.index, r) for io, r in zip(plan.inputs, sg.inputs)],
+                [(io.tensor.index, r) for io, r in zip(plan.outputs, sg.outputs)])
+    ins, outs = dict(sig.inputs), dict(sig.outputs)
+    missing = [io.name for io in plan.inputs if io.name not in ins] + [io.name for io in plan.outputs
+                                                                       if io.name not in outs]
+    if missing:
+        raise UnsupportedOpError([f"the converted model's signature lacks {', '.join(missing)}"])
+    return ([(io.tensor.index, ins[io.name]) for io in plan.inputs],
+            [(io.tensor.index, outs[io.name]) for io in plan.outputs])
+
+
+def _restore_mismatch(ts: ir.Tensor, tr: ir.Tensor) -> str | None:
+    """Why the result constant ``tr`` is not the converter's quantization of the source's ``ts``
+    (None: it is, within half a step of each, so ``ts``'s integers may replace it)."""
+    from .accuracy import constant_scale, dequantize_constant
+
+    if not tr.is_constant:
+        return "computed in the result"
+    if tuple(tr.shape) != tuple(ts.shape):
+        return f"shape {list(tr.shape)} in the result, {list(ts.shape)} in the source"
+    if not tr.is_quantized:
+        return f"not quantized in the result ({tr.type_name})"
+    a, b = dequantize_constant(ts), dequantize_constant(tr)
+    tol = 0.5 * constant_scale(ts) + 0.5 * constant_scale(tr) + 1e-6 * np.abs(a) + 1e-30
+    bad = np.abs(a - b) > tol
+    if np.any(bad):
+        return (f"different values ({int(bad.sum())} element(s) beyond half a step; max |diff| "
+                f"{float(np.max(np.abs(a - b))):.4g}): the converter transformed it")
+    return None
+
+
+def _restore_source_weights(blob: bytes, src: ir.Subgraph, res: ir.Model, match: Any) -> tuple[bytes, dict[str, Any]]:
+    """Give every quantized constant of the matched ops the source's scales, zero points and integers.
+
+    That is requantizing the weights with the source's own recorded parameters: the rebuilt float
+    weights are the source's dequantized integers, so requantizing them gives those integers back.
+    Each replacement is checked first: the converter's own quantization of the same constant must
+    agree with the source's within half a step of each (else the converter transformed the
+    constant, e.g. folded something into it, and it is left alone and reported).
+    """
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    from .accuracy import describe_difference
+
+    model = fu.convert_bytearray_to_object(bytearray(blob))
+    rsg = res.main
+    osg = model.subgraphs[rsg.index]
+    refs: dict[int, int] = {}
+    for s in model.subgraphs:
+        for t in s.tensors:
+            refs[t.buffer] = refs.get(t.buffer, 0) + 1
+    done: set[int] = set()
+    report: dict[str, Any] = {"restored": 0, "already_identical": 0, "not_restored": []}
+    for si, ri in match.pairs:
+        todo = []
+        for a, b in zip(src.operators[si].inputs, rsg.operators[ri].inputs):
+            if a < 0 or b < 0 or b in done:
+                continue
+            ts, tr = src.tensors[a], rsg.tensors[b]
+            if not (ts.is_constant and ts.is_quantized):
+                continue
+            done.add(b)
+            if tr.is_constant and describe_difference(ts, tr) is None:
+                report["already_identical"] += 1
+            else:
+                todo.append((ts, b, _restore_mismatch(ts, tr)))
+        refused = [(ts, why) for ts, _, why in todo if why is not None]
+        if refused:  # all or nothing per op: a weight's scale and its bias's scale go together
+            report["not_restored"].extend({"name": ts.name, "why": why or f"another input of the op: {refused[0][1]}"}
+                                          for ts, _, why in todo)
+            continue
+        for ts, b, _ in todo:
+            t = osg.tensors[b]
+            t.type = getattr(fb.TensorType, ts.type_name)
+            qp = fb.QuantizationParametersT()
+            qp.scale = ts.quantization.scale.astype(np.float32)
+            zp = ts.quantization.zero_point
+            qp.zeroPoint = (zp if zp.size else np.zeros(1)).astype(np.int64)
+            qp.quantizedDimension = ts.quantization.quantized_dimension if ts.quantization.per_channel else 0
+            t.quantization = qp
+            if refs.get(t.buffer, 0) == 1 and t.buffer:
+                buf = model.buffers[t.buffer]
+            else:  # shared with another tensor: give this one its own buffer
+                buf = fb.BufferT()
+                model.buffers.append(buf)
+                t.buffer = len(model.buffers) - 1
+            buf.data, buf.offset, buf.size = np.array(ts.raw(), dtype=np.uint8), 0, 0
+            report["restored"] += 1
+    report["activation_scales_restored"] = _restore_activation_scales(osg, rsg, src, match)
+    return bytes(fu.convert_object_to_bytearray(model)), report
+
+
+def _restore_activation_scales(osg: Any, rsg: ir.Subgraph, src: ir.Subgraph, match: Any) -> int:
+    """Give each activation the source's exact scale where the converter's is off by rounding.
+
+    The converter derives a scale from the fake-quant op's float min/max, ``(max - min) / 255``,
+    which can land an ulp away from the recorded scale it came from. Only scales within a millionth
+    (relative) with the same zero point (up to the int8/uint8 offset of 128) are replaced.
+    """
+    restored = 0
+    for r, s in match.tensor_map.items():
+        ts, tr = src.tensors[s], rsg.tensors[r]
+        if ts.is_constant or not (ts.is_quantized and tr.is_quantized) or ts.quantization.per_channel \
+                or tr.quantization.per_channel:
+            continue
+        want, have = np.float32(ts.quantization.scale[0]), np.float32(tr.quantization.scale[0])
+        offset = 128 * ((ts.type_name == "UINT8") - (tr.type_name == "UINT8"))
+        zs = int(ts.quantization.zero_point[0]) if ts.quantization.zero_point.size else 0
+        zr = int(tr.quantization.zero_point[0]) if tr.quantization.zero_point.size else 0
+        if want == have or zs - offset != zr or abs(float(want) - float(have)) > 1e-6 * float(want):
+            continue
+        osg.tensors[r].quantization.scale = np.array([want], dtype=np.float32)
+        restored += 1
+    return restored
+
+
+def _restore_op_versions(blob: bytes, src_sg: ir.Subgraph, match: Any) -> tuple[bytes, int]:
+    """Give every matched op the source's op version (returns the model and how many changed).
+
+    For an all-uint8 source: the converter writes int8 op versions (CONV_2D 3, ...) and the uint8
+    rewrite keeps them, but the same op on uint8 tensors is version 1 there, and legacy runtimes and
+    delegates (the reason to want uint8) check versions. The matched op has the source's kind,
+    options and (after the rewrite) tensor types, so the source's version is the right one.
+    """
+    from tensorflow.lite.python import schema_py_generated as fb
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    model = fu.convert_bytearray_to_object(bytearray(blob))
+    ops = model.subgraphs[0].operators
+    codes = model.operatorCodes
+    changed = 0
+    for si, ri in match.pairs:
+        want = src_sg.operators[si].version
+        code = codes[ops[ri].opcodeIndex]
+        if code.version == want:
+            continue
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        k = next((i for i, c in enumerate(codes) if max(c.builtinCode, c.deprecatedBuiltinCode) == builtin
+                  and c.customCode == code.customCode and c.version == want), None)
+        if k is None:
+            new = fb.OperatorCodeT()
+            new.builtinCode, new.deprecatedBuiltinCode = code.builtinCode, code.deprecatedBuiltinCode
+            new.customCode, new.version = code.customCode, want
+            codes.append(new)
+            k = len(codes) - 1
+        ops[ri].opcodeIndex = k
+        changed += 1
+    used = sorted({op.opcodeIndex for sg in model.subgraphs for op in sg.operators})
+    if len(used) != len(codes):  # drop the int8-version codes no op uses any more
+        remap = {old: new for new, old in enumerate(used)}
+        model.operatorCodes = [codes[i] for i in used]
+        for sg in model.subgraphs:
+            for op in sg.operators:
+                op.opcodeIndex = remap[op.opcodeIndex]
+    return bytes(fu.convert_object_to_bytearray(model)), changed
+
+
+def _convert_reusing_ranges(src: _Source, dtype: str, io_in: str, io_out: str, per_tensor: bool, restore: bool,
+                            legacy: bool, seed: int, progress: Callable[[str], None] | None, progress_bar: bool
+                            ) -> tuple[bytes, dict[str, Any]]:
+    """The converter run on the range-carrying graph, then the source's weights restored, (for
+    uint8) every int8 tensor shifted to uint8 and (for an all-uint8 source) the source's op versions
+    restored. Returns the model and what was done."""
+    from .accuracy import match_graphs
+    from .reader import read_model
+
+    samples = _range_samples(src, REUSE_SAMPLES, seed)
+    conv = converter_for(src.saved_dir, src.keys[:1], *_recipe(dtype, io_in, io_out), per_tensor,
+                         _dataset(src.inputs, samples, progress_bar))
+    try:
+        blob = _run_converter(conv, dtype)
+    except UnsupportedOpError as exc:
+        if any("same scale constraint" in p for p in exc.problems):
+            raise UnsupportedOpError([
+                *exc.problems,
+                "the converter's quantizer requires one shared scale for this op's inputs and output (e.g. "
+                "CONCATENATION) and could not reconcile it with the source's recorded ranges; pass --calib DATA "
+                "to let the converter choose the scales"]) from None
+        raise
+    res = read_model(blob)
+    src_sg = src.model.subgraphs[src.plan.subgraph_index]
+    in_pairs, _ = _io_pairs(res, src)
+    match = match_graphs(src_sg, res.main, in_pairs)
+    info: dict[str, Any] = {"match": match}
+    if restore:
+        _log(progress, "restoring the source's weight scales, zero points and integers")
+        blob, info["restore"] = _restore_source_weights(blob, src_sg, res, match)
+    if dtype == "uint8":
+        from .uint8_rewrite import int8_to_uint8
+
+        try:
+            blob = int8_to_uint8(blob)
+        except UsageError as exc:
+            left = (info.get("restore") or {}).get("not_restored") or []
+            why = f" ({len(left)} weight(s) could not take the source's parameters: {left[0]['name']}: " \
+                  f"{left[0]['why']})" if left else ""
+            raise UnsupportedOpError([f"--dtype uint8 from the source's ranges failed{why}: {exc}"]) from None
+        if legacy and restore:
+            blob, info["op_versions_restored"] = _restore_op_versions(blob, src_sg, match)
+    return blob, info
+
+
+def _lsb_unit(sg: ir.Subgraph, t: ir.Tensor) -> float | None:
+    """One step of a source output: its scale, or that of the DEQUANTIZE input behind a float output."""
+    if t.is_quantized and not t.quantization.per_channel:
+        return float(t.quantization.scale[0])
+    for op in sg.operators:
+        if op.name == "DEQUANTIZE" and t.index in op.outputs:
+            i = sg.tensors[op.inputs[0]]
+            if i.is_quantized and not i.quantization.per_channel:
+                return float(i.quantization.scale[0])
+    return None
+
+
+def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dict[str, Any]]:
+    """Run the source and the result in the interpreter on ``n`` seeded inputs spanning the source's
+    input range (integer inputs: uniform over every code) and compare outputs in source LSBs."""
+    from .accuracy import lsb_metrics
+    from .ops.common import integer_range
+    from .reader import read_model
+    from .verify import run_tflite
+
+    res = read_model(path)
+    in_pairs, out_pairs = _io_pairs(res, src)
+    ssg = src.model.subgraphs[src.plan.subgraph_index]
+    rsg = res.main
+    rng = np.random.default_rng(seed)
+    src_runs, res_runs = [], []
+    for _ in range(n):
+        by_tensor = {}
+        for ti in ssg.inputs:
+            t = ssg.tensors[ti]
+            shape = [d if d > 0 else 1 for d in t.shape_signature] if t.shape_signature else list(t.shape)
+            if t.is_quantized and t.type_name in (*EIGHT_BIT, "INT16"):
+                lo, hi = integer_range(t.type_name)
+                by_tensor[ti] = rng.integers(lo, hi + 1, shape).astype(t.dtype)
+            elif t.dtype.kind == "f":
+                lo_f, hi_f = _input_range(ssg, t)
+                by_tensor[ti] = rng.uniform(lo_f, hi_f, shape).astype(t.dtype)
+            else:
+                by_tensor[ti] = np.zeros(shape, t.dtype)
+        src_runs.append((None, [], [], [by_tensor[ti] for ti in ssg.inputs]))
+        res_in = {r: _quantize_array(_dequantize_array(by_tensor[s], ssg.tensors[s]), rsg.tensors[r])
+                  for s, r in in_pairs}
+        res_runs.append((None, [], [], [res_in[r] for r in rsg.inputs]))
+    src_out = run_tflite(src.path, src_runs)
+    res_out = run_tflite(path, res_runs)
+    s_pos = {ti: k for k, ti in enumerate(ssg.outputs)}
+    r_pos = {ti: k for k, ti in enumerate(rsg.outputs)}
+    rows = []
+    for (s, r), io in zip(out_pairs, src.plan.outputs):
+        ts, tr = ssg.tensors[s], rsg.tensors[r]
+        a = [_dequantize_array(o[s_pos[s]], ts) for o in src_out]
+        b = [_dequantize_array(o[r_pos[r]], tr) for o in res_out]
+        rows.append(lsb_metrics(io.name, a, b, _lsb_unit(ssg, ts)))
+    return rows
+
+
 # -- the command ----------------------------------------------------------------------------------
 def _resolve_io(dtype: str, io: str | None, target: str | None) -> tuple[str, str]:
     if dtype == "uint8":
@@ -408,8 +883,20 @@ def _check_args(dtype: str, io: str | None, granularity: str, target: str | None
         raise UsageError(f"--granularity per-tensor applies to full-integer models (int8, int16x8), not {dtype}")
 
 
-def quantize(source: str, output: str, *, calib: str | None = None, dtype: str = "int8", io: str | None = None,
-             granularity: str | None = None, target: str | None = None,
+def _quantized_source(source: str, calib: str | None, dtype: str | None) -> ir.Model | None:
+    """The source model when it will be requantized with its own ranges: an already-quantized
+    .tflite, no calibration data, an 8-bit recipe."""
+    if calib is not None or dtype not in (None, "int8", "uint8") or not os.path.isfile(source):
+        return None
+    from .reader import read_model
+    from .verify import is_quantized_model
+
+    model = read_model(source)
+    return model if is_quantized_model(model) else None
+
+
+def quantize(source: str, output: str, *, calib: str | None = None, dtype: str | None = None,
+             io: str | None = None, granularity: str | None = None, target: str | None = None,
              mean: str | Sequence[float] | float | None = None, std: str | Sequence[float] | float | None = None,
              samples: int | None = None, report: str | None = None, force: bool = False, evaluate: bool = True,
              seed: int = 0, progress: Callable[[str], None] | None = None, progress_bar: bool = False
@@ -417,24 +904,53 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
     """Re-quantize ``source`` (.tflite or SavedModel) into ``output`` (.tflite) and measure the result.
 
     ``calib``: ``.npy`` (one input), ``.npz`` (keyed by input name), a folder of images, or
-    ``"random"`` (smoke tests only: warned about loudly). Raises :class:`UsageError` for bad
-    arguments or calibration data (nothing is written), :class:`OutputExistsError` when ``output``
-    or ``report`` exists without ``force``, :class:`NotImplementedYetError` for ``dtype="uint8"``
-    and for requantizing a quantized source without data, :class:`UnsupportedOpError` when the
-    source cannot be rebuilt or the converter cannot produce the recipe.
+    ``"random"`` (smoke tests only: warned about loudly). ``dtype`` defaults to ``"int8"``.
+
+    Without ``calib``, an already-quantized .tflite is requantized with its own recorded scales and
+    zero points ("reuse source ranges"): the rebuilt graph carries every per-tensor int8/uint8
+    activation range as a fake-quant op, which the converter adopts; the weights take the source's
+    own scales, zero points and integers; by default the result keeps the source's form (int8 or
+    legacy all-uint8, per-channel or per-tensor weights, the source's I/O types). For an unchanged
+    graph that is a lossless round trip, and the report compares the result with the SOURCE in the
+    interpreter (outputs in source LSBs, every constant bit for bit). Sources with other activation
+    schemes (int16x8, per-channel activations, float ops) are refused: they need ``calib``.
+
+    Raises :class:`UsageError` for bad arguments or calibration data (nothing is written),
+    :class:`OutputExistsError` when ``output`` or ``report`` exists without ``force``,
+    :class:`NotImplementedYetError` for calibrating a model with several signatures,
+    :class:`UnsupportedOpError` when the source cannot be rebuilt or the converter cannot produce
+    the recipe.
     """
     start = time.time()
     if target == "imx8mp-nnapi":
-        if dtype not in ("int8", "uint8"):
+        if dtype not in (None, "int8", "uint8"):
             raise UsageError(f"--target imx8mp-nnapi with --dtype {dtype}: NNAPI on the i.MX8M Plus reaches the NPU "
                              "with uint8 models only")
         if granularity == "per-channel":
             raise UsageError("--target imx8mp-nnapi is true uint8, per-tensor by definition; drop --granularity")
         dtype, granularity = "uint8", "per-tensor"
+    if not os.path.exists(source):
+        raise UsageError(f"{source}: no such file or folder")
+    reuse = _quantized_source(source, calib, dtype)
+    form: _SourceForm | None = None
+    restore = False
+    if reuse is not None:
+        given = [f for f, v in (("--mean", mean), ("--std", std), ("--samples", samples)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to --calib data; without "
+                             f"--calib the quantized source's own ranges are reused")
+        form = _source_form(reuse, source)
+        if dtype is not None:
+            _check_args(dtype, io, granularity or "per-tensor", target)
+        dtype, granularity, restore = _reuse_recipe(form, dtype, granularity, source)
+    dtype = dtype or "int8"
     if granularity is None:
         granularity = "per-tensor" if dtype == "uint8" else "per-channel"
     _check_args(dtype, io, granularity, target)
-    io_in, io_out = _resolve_io(dtype, io, target)
+    if form is not None and io is None and target is None:  # the source's I/O types (uint8 for int8 in uint8)
+        io_in, io_out = ("uint8" if dtype == "uint8" and t == "int8" else t for t in (form.io_in, form.io_out))
+    else:
+        io_in, io_out = _resolve_io(dtype, io, target)
     mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
     for path in (output, report):
         if path and os.path.exists(path) and not force:
@@ -443,31 +959,24 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
             raise UsageError(f"{path} is a directory; expected a file path")
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError("the output would replace SOURCE; choose another path")
-    if not os.path.exists(source):
-        raise UsageError(f"{source}: no such file or folder")
-    needs_calib = dtype in CALIBRATED
+    needs_calib = dtype in CALIBRATED and reuse is None
     if needs_calib and calib is None:
-        if os.path.isfile(source):
-            from .reader import read_model
-            from .verify import is_quantized_model
-
-            if is_quantized_model(read_model(source)):
-                raise NotImplementedYetError(
-                    f"{source} is already quantized, but requantizing it with its own recorded scales and zero "
-                    "points (no calibration data) is not implemented yet: pass --calib DATA (real samples: .npy, "
-                    ".npz keyed by input name, or a folder of images)")
-        raise UsageError(f"--dtype {dtype} needs calibration data: --calib DATA (.npy, .npz keyed by input name, "
-                         "or a folder of images); --calib random only for a smoke test")
+        hint = ""
+        if dtype == "int16x8" and _quantized_source(source, None, None) is not None:
+            hint = " (an already-quantized source's own ranges give int8/uint8 only)"
+        raise UsageError(f"--dtype {dtype} needs calibration data{hint}: --calib DATA (.npy, .npz keyed by input "
+                         "name, or a folder of images); --calib random only for a smoke test")
 
     timings: dict[str, float] = {}
     t0 = time.time()
-    src = _load_source(source, progress)
+    src = _load_source(source, progress, range_ops=reuse is not None)
     try:
         timings["load"] = time.time() - t0
-        if needs_calib and len(src.keys) > 1:
+        if (needs_calib or reuse is not None) and len(src.keys) > 1:
+            what = "requantizing with the source's ranges" if reuse is not None else \
+                f"calibrated quantization (--dtype {dtype})"
             raise NotImplementedYetError(f"{source} has {len(src.keys)} signatures ({', '.join(src.keys)}); "
-                                         f"calibrated quantization (--dtype {dtype}) of several signatures is not "
-                                         "implemented yet")
+                                         f"{what} of several signatures is not implemented yet")
         data: CalibrationData | None = None
         if calib is not None:
             data = load_calibration(calib, src.inputs, mean=mean_v, std=std_v, samples=samples, seed=seed)
@@ -476,7 +985,22 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
                 _log(progress, f"WARNING: {w}")
         result = QuantizeResult(source=source, output=output, dtype=dtype, io={"input": io_in, "output": io_out},
                                 granularity=granularity, target=target, size_before=src.size)
-        if data is not None:
+        held: list[list[np.ndarray]] = []
+        if reuse is not None:
+            calib_samples = []
+            result.reference = "source"
+            result.calibration = {
+                "kind": "source ranges", "representative_samples": REUSE_SAMPLES,
+                "note": "activation scales and zero points are the source's (fake-quant ops in the rebuilt graph); "
+                        "the synthetic representative samples span the input range and set no range",
+                "weights": ("the source's scales, zero points and integers" if restore else
+                            "new per-channel scales from the converter ("
+                            + ("the source's asymmetric uint8 weights do not fit int8 kernels)" if form.legacy_uint8
+                               else "the source's weights are per-tensor)")),
+            }
+            result.evaluated_on = (f"{EVAL_RANDOM_SAMPLES} seeded inputs over the source's input range, against the "
+                                   "source model in the interpreter" if evaluate else "not evaluated")
+        elif data is not None:
             calib_samples, held = data.split()
             result.calibration = data.to_json()
             result.warnings.extend(data.warnings)
@@ -491,14 +1015,26 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
 
         per_tensor = granularity == "per-tensor"
         t0 = time.time()
-        _log(progress, f"converting ({dtype}{', ' + granularity if needs_calib else ''}, I/O {io_in}/{io_out})")
-        conv = converter_for(src.saved_dir, src.keys if not needs_calib else src.keys[:1], *_recipe(dtype, io_in, io_out),
-                             per_tensor, _dataset(src.inputs, calib_samples, progress_bar) if needs_calib else None)
-        blob = _run_converter(conv, dtype)
-        if dtype == "uint8":
-            from .uint8_rewrite import int8_to_uint8
+        match = None
+        if reuse is not None:
+            _log(progress, f"converting with the source's ranges ({dtype}, {granularity}, I/O {io_in}/{io_out})")
+            blob, info = _convert_reusing_ranges(src, dtype, io_in, io_out, per_tensor, restore,
+                                                 form is not None and form.legacy_uint8, seed, progress, progress_bar)
+            match = info["match"]
+            result.graph_match = _match_json(match)
+            if "op_versions_restored" in info:
+                result.graph_match["op_versions_restored"] = info["op_versions_restored"]
+            result.weights_restore = info.get("restore")
+        else:
+            _log(progress, f"converting ({dtype}{', ' + granularity if needs_calib else ''}, I/O {io_in}/{io_out})")
+            conv = converter_for(src.saved_dir, src.keys if not needs_calib else src.keys[:1],
+                                 *_recipe(dtype, io_in, io_out), per_tensor,
+                                 _dataset(src.inputs, calib_samples, progress_bar) if needs_calib else None)
+            blob = _run_converter(conv, dtype)
+            if dtype == "uint8":
+                from .uint8_rewrite import int8_to_uint8
 
-            blob = int8_to_uint8(blob)
+                blob = int8_to_uint8(blob)
         timings["calibrate_convert"] = time.time() - t0
         result.size_after = len(blob)
 
@@ -510,10 +1046,30 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
                 fh.write(blob)
             from .reader import read_model
 
-            result.float_ops = float_ops(read_model(tmp_path)) if dtype in ("int8", "uint8") else []
+            written = read_model(tmp_path)
+            result.float_ops = float_ops(written) if dtype in ("int8", "uint8") else []
             if result.float_ops:
                 result.warnings.append(f"{len(result.float_ops)} op(s) still compute in float")
-            if evaluate and held:
+            if match is not None:
+                from .accuracy import compare_activations, compare_constants
+
+                src_sg = src.model.subgraphs[src.plan.subgraph_index]
+                result.weights_check = compare_constants(src_sg, written.main, match)
+                result.activations_check = compare_activations(src_sg, written.main, match)
+                if not result.activations_check["equivalent"]:
+                    result.warnings.append("some activation scales or zero points differ from the source's (see "
+                                           "activations_check)")
+                result.warnings.extend(_match_warnings(match, result.weights_check, restore))
+                if evaluate:
+                    t0 = time.time()
+                    _log(progress, f"comparing with the source on {EVAL_RANDOM_SAMPLES} inputs")
+                    try:
+                        result.accuracy = _compare_with_source(tmp_path, src, EVAL_RANDOM_SAMPLES, seed + 1)
+                    except InterpreterError as exc:
+                        result.evaluated_on = f"not evaluated: {exc}"
+                        result.warnings.append(f"the comparison with the source could not run: {exc}")
+                    timings["evaluate"] = time.time() - t0
+            elif evaluate and held:
                 t0 = time.time()
                 _log(progress, f"evaluating on {len(held)} samples")
                 ref = _reference(src, held)
@@ -544,6 +1100,30 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str =
     if report:
         _write_json_atomic(report, result.to_json())
     return result
+
+
+def _match_json(match: Any) -> dict[str, Any]:
+    return {"operators_matched": len(match.pairs), "complete": match.complete,
+            "extra_result_ops": match.extra_result_ops, "skipped_source_ops": match.skipped_source_ops,
+            "unmatched_result_ops": match.unmatched_result_ops, "unmatched_source_ops": match.unmatched_source_ops}
+
+
+def _match_warnings(match: Any, weights: dict[str, Any], restore: bool) -> list[str]:
+    out = []
+    if not match.complete:
+        out.append("the result's graph differs from the source's: "
+                   + "; ".join(x for x in (
+                       f"result ops without a source counterpart (their weights keep the converter's "
+                       f"quantization; an output range the source lacks comes from the synthetic samples): "
+                       f"{', '.join(match.unmatched_result_ops[:5])}"
+                       if match.unmatched_result_ops else "",
+                       f"source ops without a result counterpart: {', '.join(match.unmatched_source_ops[:5])}"
+                       if match.unmatched_source_ops else "") if x))
+    if restore and not weights["identical"] and not weights["equivalent"]:
+        out.append(f"{len(weights['differing'])} of {weights['compared']} constant(s) differ from the source's "
+                   + (f"and {len(weights['not_compared'])} were not compared " if weights["not_compared"] else "")
+                   + "(see weights_check)")
+    return out
 
 
 def _write_json_atomic(path: str, obj: dict[str, Any]) -> None:
