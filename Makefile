@@ -28,7 +28,7 @@ demo: venv
 	$(TOOL) inspect demo-out/model_imx8mp.tflite --target imx8mp --format markdown
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 lint: venv
 	$(VENV)/bin/ruff check tflite_inverter tests models benchmarks
