@@ -559,13 +559,8 @@ def _corpus(name):
 
 
 def _skip_if_others_missing(model):
-    """Skip (naming them) when ops of other families are not rebuilt yet; fail on ours."""
-    try:
-        check_supported(model)
-    except UnsupportedOpError as exc:
-        mine = [p for p in exc.problems if "CUSTOM:" in p or "DENSIFY" in p]
-        assert not mine, mine
-        pytest.skip(f"other families are missing: {exc.problems[:3]}")
+    """Every op of the model must be rebuildable (all families exist now: a gap is a failure)."""
+    check_supported(model)
 
 
 @pytest.mark.corpus
