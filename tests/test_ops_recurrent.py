@@ -523,3 +523,14 @@ def test_corpus_svdf_with_inconsistent_state_is_refused():
     path = _corpus_path("litert-git__svdf_quantized.tflite")
     with pytest.raises(UnsupportedOpError, match="memory_size"):
         check_supported(read_model(str(path)))
+
+
+@pytest.mark.corpus
+def test_corpus_svdf_with_int8_time_weights_and_state_is_refused():
+    """TFLite's int8 SVDF reads weights_time and state as int16 whatever their type: with int8 ones it
+    reads and writes past their buffers and outputs garbage (this model's output is [0, 32767] for
+    every input), so there is nothing to reproduce and the check refuses it."""
+    model = read_model(str(_corpus_path("tflite-micro__keyword_scrambled_8bit.tflite")))
+    assert [op.name for op in model.main.operators].count("SVDF") == 7
+    with pytest.raises(UnsupportedOpError, match=r"int8 weights_time \(input 2\) and state \(input 4\)"):
+        check_supported(model)

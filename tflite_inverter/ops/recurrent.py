@@ -859,7 +859,20 @@ def _svdf_check(op: Operator, sg: Subgraph) -> list[str]:
         if act != "RELU":
             problems.append(f"int8 SVDF with fused activation {act} (TFLite's int8 kernel accepts only RELU, "
                             "and the interpreter refuses the model)")
+        narrow = [i for i in (2, 4) if (t := _tensor(op, sg, i)) is not None and t.type_name == "INT8"]
+        if narrow:
+            # TFLite's kernel never checks these types: it reads the time weights and the state as
+            # int16 (GetTensorData<int16_t>), i.e. twice their byte size, past the end of both
+            # buffers, and writes the shifted "int16" state past the variable into the arena. The
+            # stock interpreter's results are then memory garbage (saturated, input-independent
+            # outputs, at times heap corruption), which no rebuild can reproduce.
+            names = {2: "weights_time (input 2)", 4: "state (input 4)"}
+            problems.append(f"int8 SVDF with int8 {' and '.join(names[i] for i in narrow)}: "
+                            "TFLite's int8 kernel reads them as int16 regardless of their type, past the end "
+                            "of their buffers (the stock interpreter's outputs are undefined memory garbage)")
         for i, want in ((1, "INT8"), (2, "INT16"), (4, "INT16")):
+            if i in narrow:
+                continue
             t = _tensor(op, sg, i)
             if t is None or t.type_name != want or not t.is_quantized:
                 problems.append(f"int8 SVDF input {i} must be quantized {want}")
