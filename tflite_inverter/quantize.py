@@ -13,8 +13,10 @@ handed to the stock ``TFLiteConverter`` with the requested recipe:
 
 Calibration data comes from :mod:`.calibration`; the last 20 % of the samples are held back and the
 quantized model (run in the TFLite interpreter, child process) is compared with the float model on
-them (:mod:`.accuracy`). The output is written atomically and never replaces a file without
-``force``.
+them (:mod:`.accuracy`), and so is every quantized activation, to name the five layers that lose
+the most precision (:func:`.accuracy.worst_layers`). A true-uint8 result is checked for ops without
+a uint8 kernel (``targets/uint8_kernels.json``) and run once in the interpreter. The output is
+written atomically and never replaces a file without ``force``.
 
 "Reuse source ranges": an already-quantized .tflite given without data is rebuilt with
 ``RebuildOptions(range_ops=True)``, where every per-tensor int8/uint8 activation carries a
@@ -43,7 +45,14 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from .accuracy import float_ops, format_lsb_metrics, format_metrics, json_safe, output_metrics
+from .accuracy import (
+    float_ops,
+    format_lsb_metrics,
+    format_metrics,
+    format_worst_layers,
+    json_safe,
+    output_metrics,
+)
 from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
 from .errors import InterpreterError, InverterError, OutputExistsError, UnsupportedOpError, UsageError
 
@@ -88,6 +97,12 @@ class QuantizeResult:
     activations_check: dict[str, Any] | None = None  # reuse: every activation's scale/zero point vs the source's
     weights_restore: dict[str, Any] | None = None  # reuse: weights given the source's parameters
     graph_match: dict[str, Any] | None = None  # reuse: the result's ops paired with the source's
+    #: calibrated recipes: the quantized activations with the lowest SQNR vs the float model's
+    #: (:func:`.accuracy.worst_layers`), or a dict ``{"unavailable": why}``
+    worst_layers: list[dict[str, Any]] | dict[str, str] | None = None
+    #: ``--dtype uint8``: ops with no uint8 kernel (by ``targets/uint8_kernels.json``) and whether the
+    #: result ran in the interpreter: ``{"ops_without_uint8_kernel": [...], "ran": bool, "run_error": str|None}``
+    uint8_check: dict[str, Any] | None = None
 
     @property
     def fully_integer(self) -> bool:
@@ -115,6 +130,11 @@ class QuantizeResult:
                 for m in self.accuracy]
         if self.target is not None:
             out["target_report"] = self.target_report
+        if self.worst_layers is not None:
+            out["worst_layers"] = self.worst_layers
+        if self.uint8_check is not None:
+            out["ops_without_uint8_kernel"] = self.uint8_check["ops_without_uint8_kernel"]
+            out["uint8_interpreter_run"] = {"ran": self.uint8_check["ran"], "error": self.uint8_check["run_error"]}
         if self.reference == "source":
             out["weights_check"] = self.weights_check
             out["weights_identical"] = bool(self.weights_check and self.weights_check["identical"])
@@ -150,6 +170,12 @@ class QuantizeResult:
             lines.append(f"accuracy vs the float model ({self.evaluated_on}):")
             compare = {m["output"]: m for m in self.per_channel} if self.per_channel is not None else None
             lines.append(format_metrics(self.accuracy, compare))
+            if isinstance(self.worst_layers, dict):
+                lines.append(f"per-layer precision: {self.worst_layers.get('unavailable')}")
+            elif self.worst_layers:
+                lines.append(f"the {len(self.worst_layers)} layers that lose the most precision (activation SQNR "
+                             "vs the float model):")
+                lines.append(format_worst_layers(self.worst_layers))
         ratio = f" ({100 * self.size_after / self.size_before:.1f}%)" if self.size_before else ""
         lines.append(f"size: {self.size_before} -> {self.size_after} bytes{ratio}")
         if self.dtype in ("int8", "uint8"):
@@ -158,6 +184,8 @@ class QuantizeResult:
                 lines.extend(f"  {f}" for f in self.float_ops)
             else:
                 lines.append("fully integer: no float op except QUANTIZE/DEQUANTIZE at declared float I/O")
+        if self.uint8_check is not None:
+            lines.extend(_uint8_summary(self.uint8_check))
         if self.target_report is not None:
             lines.append(_target_summary(self.target_report))
         return "\n".join(lines)
@@ -195,6 +223,37 @@ def _weights_summary(check: dict[str, Any] | None, match: dict[str, Any] | None)
                      "data-movement or padding op(s) (folded into the next op): "
                      + ", ".join(match["skipped_source_ops"][:5]))
     return "\n".join(lines)
+
+
+def _uint8_summary(check: dict[str, Any]) -> list[str]:
+    lines = []
+    missing = check["ops_without_uint8_kernel"]
+    if missing:
+        lines.append(f"UINT8: {len(missing)} op(s) have NO uint8 kernel in TFLite: "
+                     + ", ".join(f"{m['op']} (operator {m['index']})" for m in missing))
+    else:
+        lines.append("uint8: every op has a uint8 kernel in TFLite")
+    if check["ran"]:
+        lines.append("uint8: the result ran in the TFLite interpreter (allocate + invoke, 1 sample)")
+    else:
+        lines.append(f"UINT8: THE RESULT DID NOT RUN in the TFLite interpreter: {check['run_error']}")
+    return lines
+
+
+def _uint8_check(written: ir.Model, path: str, src: _Source, held: list[list[np.ndarray]]) -> dict[str, Any]:
+    """Ops of a true-uint8 result without a uint8 kernel, and whether it runs (one sample, in the
+    interpreter's child process)."""
+    from .uint8_rewrite import ops_without_uint8_kernel
+
+    missing = ops_without_uint8_kernel(written)
+    sample = held[0] if held else [np.zeros([1 if d is None or d < 0 else d for d in s.shape], s.dtype)
+                                   for s in src.inputs]
+    error = None
+    try:
+        _run_quantized(path, src, [sample])
+    except Exception as exc:  # InterpreterError, a signature mismatch: the report says so
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    return {"ops_without_uint8_kernel": missing, "ran": error is None, "run_error": error}
 
 
 def _target_summary(rep: dict[str, Any]) -> str:
@@ -415,6 +474,19 @@ def _run_quantized(path: str, src: _Source, samples: list[list[np.ndarray]]) -> 
         for n, t, o in zip(src.outputs, tout, outs):
             got[n].append(_dequantize_array(o, t))
     return got
+
+
+def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> list[dict[str, Any]] | dict[str, str]:
+    """The five layers that lose the most precision: the float model converted from the same
+    SavedModel (so the converter names its tensors alike) against ``blob``, both in the interpreter."""
+    from .accuracy import worst_layers
+
+    try:
+        conv = converter_for(src.saved_dir, src.keys[:1], "float32", "float32", "float32", False, None)
+        float_blob = _run_converter(conv, "float32")
+        return worst_layers(float_blob, blob, [{s.name: a for s, a in zip(src.inputs, sample)} for sample in held])
+    except Exception as exc:  # the report goes on without it; say why
+        return {"unavailable": f"per-layer comparison failed: {type(exc).__name__}: {exc}"[:500]}
 
 
 def _metrics(src: _Source, ref: dict[str, list[np.ndarray]], got: dict[str, list[np.ndarray]]
@@ -1050,6 +1122,16 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
             result.float_ops = float_ops(written) if dtype in ("int8", "uint8") else []
             if result.float_ops:
                 result.warnings.append(f"{len(result.float_ops)} op(s) still compute in float")
+            if dtype == "uint8":
+                _log(progress, "checking the uint8 kernels and running the result once")
+                result.uint8_check = _uint8_check(written, tmp_path, src, held)
+                missing = result.uint8_check["ops_without_uint8_kernel"]
+                if missing:
+                    result.warnings.append(f"{len(missing)} op(s) have no uint8 kernel in TFLite: "
+                                           + ", ".join(sorted({m['op'] for m in missing})))
+                if not result.uint8_check["ran"]:
+                    result.warnings.append("the uint8 result did not run in the TFLite interpreter: "
+                                           + str(result.uint8_check["run_error"]))
             if match is not None:
                 from .accuracy import compare_activations, compare_constants
 
@@ -1074,6 +1156,9 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
                 _log(progress, f"evaluating on {len(held)} samples")
                 ref = _reference(src, held)
                 result.accuracy = _metrics(src, ref, _run_quantized(tmp_path, src, held))
+                if needs_calib:
+                    _log(progress, "comparing every quantized activation with the float model's")
+                    result.worst_layers = _worst_layers(src, blob, held)
                 if per_tensor:
                     _log(progress, "converting int8 per-channel too, for comparison")
                     conv = converter_for(src.saved_dir, src.keys[:1], *_recipe("int8", io_in, io_out), False,

@@ -13,9 +13,38 @@ The flatbuffer is edited through TensorFlow's own object API (``schema_py_genera
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from . import ir
 from .errors import UsageError
+
+#: Builtin ops with a uint8 kernel in TFLite (data, with its source: see the file).
+UINT8_KERNELS_FILE = Path(__file__).resolve().parent / "targets" / "uint8_kernels.json"
+
+
+@functools.lru_cache(maxsize=1)
+def uint8_kernel_ops() -> frozenset[str]:
+    """The builtin op names listed in :data:`UINT8_KERNELS_FILE`."""
+    with open(UINT8_KERNELS_FILE) as fh:
+        return frozenset(json.load(fh)["ops"])
+
+
+def ops_without_uint8_kernel(model: ir.Model) -> list[dict[str, Any]]:
+    """Ops that read or write a uint8 tensor but have no uint8 kernel in TFLite (by the data file):
+    ``{"op", "index", "subgraph", "where"}`` each. Custom ops are reported too (no builtin kernel)."""
+    known = uint8_kernel_ops()
+    found = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            touches = any(i >= 0 and sg.tensors[i].type_name == "UINT8" for i in (*op.inputs, *op.outputs))
+            if touches and (op.name not in known or op.key.startswith("CUSTOM")):
+                found.append({"op": op.key, "index": op.index, "subgraph": sg.index, "where": sg.where(op)})
+    return found
 
 
 def int8_to_uint8(blob: bytes) -> bytes:
