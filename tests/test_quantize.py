@@ -334,3 +334,22 @@ def test_imx8mp_nnapi_target_writes_true_uint8_with_the_placement_report(tmp_pat
     kinds = {t.type_name for t in model.main.tensors if not t.is_constant or t.is_quantized}
     assert kinds <= {"UINT8", "INT32"}, kinds
     assert result.target_report and "summary" in result.target_report
+
+
+
+def test_calibrated_quantization_of_recurrent_ops_is_refused_before_the_calibrator_crashes(tmp_path):
+    """TensorFlow's calibrator segfaults on rebuilt LSTM state loops: refuse by name, write nothing."""
+    from tflite_inverter.errors import UnsupportedOpError
+    from tflite_inverter.quantize import quantize
+
+    from .conftest import CORPUS_DIR
+
+    path = CORPUS_DIR / "tflite-micro__trained_lstm.tflite"
+    if not path.is_file():
+        pytest.skip("../shared/models is absent")
+    out = tmp_path / "q.tflite"
+    with pytest.raises(UnsupportedOpError, match="operator 0 .UNIDIRECTIONAL_SEQUENCE_LSTM.*calibrator crashes"):
+        quantize(str(path), str(out), calib="random")
+    assert not out.exists()
+    quantize(str(path), str(out), dtype="float16")  # the suggested alternative works
+    assert out.exists()
