@@ -353,3 +353,37 @@ def test_calibrated_quantization_of_recurrent_ops_is_refused_before_the_calibrat
     assert not out.exists()
     quantize(str(path), str(out), dtype="float16")  # the suggested alternative works
     assert out.exists()
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("name,min_sqnr", [("ai-edge-quantizer-git__conv_fc_mnist.tflite", 25.0),
+                                           ("mediapipe-git__face_detection_front_2019.tflite", 15.0)])
+def test_corpus_float_models_quantize_to_int8_and_true_uint8(tmp_path, name, min_sqnr):
+    """Real float models: int8 and true uint8 are fully integer, run, meet an SQNR floor (measured with
+    random calibration: the corpus ships no real inputs), and uint8 agrees with per-tensor int8."""
+    from .conftest import CORPUS_DIR
+
+    path = CORPUS_DIR / name
+    if not path.is_file():
+        pytest.skip("../shared/models is absent")
+    i8, i8pt, u8 = tmp_path / "i8.tflite", tmp_path / "i8pt.tflite", tmp_path / "u8.tflite"
+    r8 = quantize(str(path), str(i8), calib="random", samples=24)
+    quantize(str(path), str(i8pt), calib="random", samples=24, granularity="per-tensor")
+    ru = quantize(str(path), str(u8), calib="random", samples=24, dtype="uint8")
+    for r, kinds in ((r8, {"INT8", "INT32"}), (ru, {"UINT8", "INT32"})):
+        model = read_model(r.output)
+        inner = {t.type_name for t in model.main.tensors} - {"FLOAT32"}  # float only at declared float I/O
+        assert inner <= kinds, inner
+        assert r.float_ops == [] or all(op in ("QUANTIZE", "DEQUANTIZE") for op in r.float_ops)
+        assert min(m["sqnr_db"] for m in r.accuracy) > min_sqnr
+    mi = read_model(str(i8pt))
+    tin = mi.main.tensors[mi.main.inputs[0]]
+    assert tin.type_name == "INT8"
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, size=[max(d, 1) for d in tin.shape_signature]).astype(np.float32)
+    xi = np.clip(np.round(x / tin.quantization.scale[0]) + tin.quantization.zero_point[0], -128, 127)
+    outs_i = run_interpreter(i8pt.read_bytes(), [xi.astype(np.int8)])
+    outs_u = run_interpreter(u8.read_bytes(), [(xi + 128).astype(np.uint8)])
+    for a, b in zip(outs_i, outs_u):
+        assert a.dtype == np.int8 and b.dtype == np.uint8
+        assert np.max(np.abs(a.astype(np.int16) - (b.astype(np.int16) - 128))) <= 2
