@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tflite_inverter import convert
 from tflite_inverter.cli import main
-from tflite_inverter.errors import InterpreterError, OutputExistsError, UnsupportedOpError
+from tflite_inverter.errors import InterpreterError, OutputExistsError, UnsupportedOpError, VerificationError
 from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import check_supported
 
@@ -139,3 +139,11 @@ def test_an_original_the_interpreter_cannot_run_is_written_but_flagged_unverifie
     with pytest.raises(InterpreterError, match="written to .* but NOT verified: .*SomeCustomOp"):
         convert(float_model, str(out))
     assert (out / "saved_model.pb").exists()
+
+
+def test_an_explicit_tolerance_governs_float_outputs_of_quantized_models(int8_model, tmp_path):
+    """--float-io --no-fake-quant: the clean float graph is judged by the user's tolerance, not in LSBs."""
+    strict = convert(int8_model, str(tmp_path / "a"), float_io=True, fake_quant=False, tolerance=0.5)
+    assert strict.passed and all(c.max_lsb is None for c in strict.checks)
+    with pytest.raises(VerificationError):
+        convert(int8_model, str(tmp_path / "b"), float_io=True, fake_quant=False, tolerance=1e-9)

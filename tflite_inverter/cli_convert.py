@@ -40,8 +40,9 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
                    help="verification inputs: .npz keyed by input name, or .npy for a single input "
                    "(default: seeded random inputs)")
     p.add_argument("--tolerance", type=float, default=None, metavar="T",
-                   help="float outputs pass when max abs error <= T x max|reference| (default 1e-4; "
-                   "quantized outputs are judged in LSBs)")
+                   help="float outputs pass when max abs error <= T x max|reference| (default 1e-4, or the "
+                   "stated fp16/hybrid tolerance; without T, float outputs of quantized models are judged in LSBs "
+                   "of their scale; integer outputs are always judged in LSBs)")
     p.add_argument("--no-verify", action="store_true", help="skip verification against the interpreter")
     p.add_argument("--report", metavar="R.json", help="write the verification numbers as JSON")
     p.set_defaults(func=_cmd_convert)
