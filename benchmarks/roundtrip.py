@@ -62,6 +62,9 @@ RENAMES: dict[str, tuple[str, ...]] = {
     "CUSTOM:LiteRtMaxUnpooling2D": ("CUSTOM:MaxUnpooling2D",),
     "CUSTOM:FlexMultinomial": ("MULTINOMIAL",),
     "SELECT": ("SELECT_V2",),
+    # constant padding is emitted as PadV2 (see ops/common.constant_pad: oneDNN mis-fuses Pad into
+    # convolutions); PADV2 is the same kernel as PAD with the pad value given explicitly
+    "PAD": ("PADV2",),
     "SQUEEZE": ("RESHAPE",),
     "EXPAND_DIMS": ("RESHAPE",),
     "EMBEDDING_LOOKUP": ("GATHER",),

@@ -51,6 +51,22 @@ def tf_padding(padding: str, where: str) -> str:
     raise UnsupportedOpError([f"{where}: padding {padding!r} is not SAME or VALID"])
 
 
+def constant_pad(x: Any, paddings: Any, value: Any = 0) -> Any:
+    """Constant padding emitted as TensorFlow's ``PadV2`` (the pad value as a tensor), never ``Pad``.
+
+    With oneDNN graph rewrites on (TensorFlow's default on CPUs with AVX512_VNNI/BF16, AVX-VNNI or
+    AMX), the layout pass folds a ``Pad`` feeding any input of a ``Conv2D``/``_FusedConv2D`` into the
+    convolution's spatial padding: padding on the channel or batch dimension is dropped ("input depth
+    must be evenly divisible by filter depth"; wrong values for batch padding), and a ``Pad`` feeding
+    the residual operand of a Conv2D+BiasAdd+Add fusion (BlazeFace's channel-padded shortcuts)
+    crashes the process with SIGSEGV. The rewrite matches ``Pad`` only; ``PadV2`` computes the same
+    (TFLite's converter writes it back as PADV2, the same kernel as PAD with an explicit value).
+    Measured with ``TF_ENABLE_ONEDNN_OPTS=1`` in tests/test_onednn.py.
+    """
+    x = tf.convert_to_tensor(x)
+    return tf.raw_ops.PadV2(input=x, paddings=paddings, constant_values=tf.cast(value, x.dtype))
+
+
 def dequantize_array(data: np.ndarray, q: Quantization | None) -> np.ndarray:
     """``scale * (q - zero_point)`` with per-tensor or per-axis parameters, as float32."""
     if q is None or not q.is_quantized:

@@ -29,7 +29,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Operator, Subgraph, Tensor
 from . import hybrid
-from .common import check_activation, same_padding_amounts, tf_padding
+from .common import check_activation, constant_pad, same_padding_amounts, tf_padding
 from .registry import register
 
 Lin = Callable[[Any, Any], Any]
@@ -210,7 +210,7 @@ def depthwise_conv_2d(ctx: Any) -> list[Any]:
             paddings[2] = list(same_padding_amounts(in_t.shape[2], kw, sw, dw))
 
         def lin(x: Any, f: Any) -> Any:
-            y = tf.nn.depthwise_conv2d(tf.pad(x, paddings), f, [1, 1, 1, 1], "VALID", dilations=[dh, dw])
+            y = tf.nn.depthwise_conv2d(constant_pad(x, paddings), f, [1, 1, 1, 1], "VALID", dilations=[dh, dw])
             return y[:, ::sh, ::sw, :]
     else:
         def lin(x: Any, f: Any) -> Any:

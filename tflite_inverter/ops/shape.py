@@ -18,6 +18,7 @@ import numpy as np
 
 from .._tf import tf
 from ..ir import Operator, Subgraph
+from .common import constant_pad
 from .registry import register
 
 
@@ -228,7 +229,7 @@ def broadcast_args(ctx: Any) -> list[Any]:
 @register("PAD")
 def pad(ctx: Any) -> list[Any]:
     """Pads with 0 (for quantized tensors TFLite pads with the zero point, i.e. real 0)."""
-    return [tf.pad(ctx.input(0), _pairs(ctx, 1))]
+    return [constant_pad(ctx.input(0), _pairs(ctx, 1))]
 
 
 @register("PADV2")
@@ -236,10 +237,10 @@ def pad_v2(ctx: Any) -> list[Any]:
     """The pad value is input 2 (TFLite requires it on the output's quantization grid)."""
     x = ctx.input(0)
     if not ctx.has_input(2):
-        return [tf.pad(x, _pairs(ctx, 1))]
+        return [constant_pad(x, _pairs(ctx, 1))]
     c = ctx.const(2)
     value = tf.reshape(ctx.input(2), []) if c is None else np.asarray(c).reshape(-1)[0].item()
-    return [tf.pad(x, _pairs(ctx, 1), constant_values=tf.cast(value, x.dtype))]
+    return [constant_pad(x, _pairs(ctx, 1), value)]
 
 
 _MIRROR_MODES = ("REFLECT", "SYMMETRIC")
@@ -369,7 +370,7 @@ def dilate(ctx: Any) -> list[Any]:
         y = tf.expand_dims(x, axis + 1)
         pads = [[0, 0]] * (rank + 1)
         pads[axis + 1] = [0, d - 1]
-        y = tf.pad(y, pads, constant_values=value)
+        y = constant_pad(y, pads, value)
         y = tf.reshape(y, tf.concat([shape[:axis], [shape[axis] * d], shape[axis + 1:]], 0))
         end = tf.stack([(shape[axis] - 1) * d + 1 if i == axis else 0 for i in range(rank)])
         x = tf.strided_slice(y, [0] * rank, end, end_mask=((1 << rank) - 1) & ~(1 << axis))

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._tf import tf
 from ..ir import Operator, Subgraph, Tensor
-from .common import integer_range
+from .common import constant_pad, integer_range
 from .registry import not_rebuilt, register
 
 # -- ops without a TFLite kernel -------------------------------------------------------------------
@@ -112,7 +112,7 @@ def _interior_pad(x: Any, axis: int, k: int, fill: Any) -> Any:
 def _edge_pad(x: Any, low: list[int], high: list[int], fill: Any) -> Any:
     """Edge padding with ``fill``; negative amounts crop (StableHLO)."""
     if any(v > 0 for v in low + high):
-        x = tf.pad(x, [[max(lo, 0), max(hi, 0)] for lo, hi in zip(low, high)], constant_values=fill)
+        x = constant_pad(x, [[max(lo, 0), max(hi, 0)] for lo, hi in zip(low, high)], fill)
     if any(v < 0 for v in low + high):
         shape = x.shape.as_list()
         begin = [max(-lo, 0) for lo in low]
