@@ -8,6 +8,9 @@ TOOL   := $(VENV)/bin/tflite-inverter
 DEMO_MODEL ?= models/int8_uint8_io.tflite
 # Test processes: one per core of the CI machine (2); `make test TEST_WORKERS=0` runs in-process.
 TEST_WORKERS ?= 2
+# The whole run always ends: pytest-timeout fails a hanging test, a crashed worker is replaced once
+# (pytest-xdist hangs on repeated restarts with --dist loadfile), and the run is killed after this.
+TEST_TIME_LIMIT ?= 45m
 
 .PHONY: demo test lint venv models bench clean
 
@@ -30,7 +33,8 @@ demo: venv
 	$(TOOL) inspect demo-out/model_imx8mp.tflite --target imx8mp --format markdown
 
 test: venv
-	$(PY) -m pytest -q -p no:cacheprovider --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	timeout --kill-after=60 $(TEST_TIME_LIMIT) $(PY) -m pytest -q -p no:cacheprovider --durations=15 \
+	  -n $(TEST_WORKERS) --dist loadfile --max-worker-restart 1
 
 lint: venv
 	$(VENV)/bin/ruff check tflite_inverter tests models benchmarks

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,29 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
     return Row(name, "match" if ok else "MISMATCH", detail, [c.to_json() for c in checks], time.time() - start)
 
 
+def supervised_rows(files: list[Path], onednn: str | None = None, save: bool = False,
+                    each: Callable[[Row], None] | None = None) -> list[Row]:
+    """``convert_one`` of every file in a TensorFlow child process (``onednn``: its
+    TF_ENABLE_ONEDNN_OPTS, None to inherit); a file that kills the child (a TensorFlow crash) or
+    exceeds a cap becomes its own CRASH row, and the next file gets a new child."""
+    from tflite_inverter.isolation import Worker
+
+    rows = []
+    env = {} if onednn is None else {"TF_ENABLE_ONEDNN_OPTS": onednn}
+    with Worker(env=env) as worker:
+        for f in files:
+            start = time.time()
+            try:
+                row = worker.call(convert_one, {"path": f, "save": save}, model=f.name, what="converting")
+            except InverterError as exc:
+                row = Row(f.name, "CRASH", f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                          seconds=time.time() - start)
+            if each is not None:
+                each(row)
+            rows.append(row)
+    return rows
+
+
 def render(rows: list[Row]) -> str:
     lines = ["| file | status | detail | s |", "|---|---|---|---|"]
     for r in rows:
@@ -150,16 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="*", help="default: every .tflite of the corpus folder")
     ap.add_argument("--save", action="store_true", help="go through a saved SavedModel, as convert does")
     ap.add_argument("--json", help="also write the rows as JSON")
+    ap.add_argument("--onednn", choices=("0", "1"), default=None,
+                    help="TF_ENABLE_ONEDNN_OPTS of the TensorFlow child (default: inherited; the CPU decides)")
     args = ap.parse_args(argv)
     files = [Path(f) for f in args.files] or sorted(CORPUS.glob("*.tflite"))
     if not files:
         print(f"no .tflite files (corpus folder {CORPUS} absent?)")
         return 0
-    rows = []
-    for f in files:
-        row = convert_one(f, save=args.save)
-        print(f"{row.status:18s} {row.seconds:6.1f}s  {f.name}  {row.detail[:150]}", file=sys.stderr, flush=True)
-        rows.append(row)
+    def each(row: Row) -> None:
+        print(f"{row.status:18s} {row.seconds:6.1f}s  {row.file}  {row.detail[:150]}", file=sys.stderr, flush=True)
+
+    rows = supervised_rows(files, args.onednn, args.save, each)
     print(render(rows))
     if args.json:
         with open(args.json, "w") as fh:

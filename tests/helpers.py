@@ -189,3 +189,18 @@ def converted(fn: Callable[..., Any], specs: Sequence[tf.TensorSpec], op: str, m
         assert any(len(o.inputs) > 1 and o.inputs[1] >= 0 and m.tensors[o.inputs[1]].type_name == "INT8"
                    for o in ops), f"{op} has no int8 weights (not hybrid)"
     return model
+
+
+def saved_model_outputs(saved_dir: str, key: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run signature ``key`` of a SavedModel (meant for a :class:`tflite_inverter.isolation.Worker`
+    child, so that a test chooses the TensorFlow settings, e.g. ``TF_ENABLE_ONEDNN_OPTS``, and
+    survives a crash)."""
+    fn = tf.saved_model.load(saved_dir).signatures[key]
+    return {k: v.numpy() for k, v in fn(**{n: tf.constant(a) for n, a in feeds.items()}).items()}
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow in THIS process runs its oneDNN graph rewrites (the CPU's default or the env)."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled()) and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") != "0"

@@ -135,6 +135,7 @@ def test_an_original_the_interpreter_cannot_run_is_written_but_flagged_unverifie
         raise InterpreterError("the TFLite interpreter failed: Node number 0 (SomeCustomOp) failed to prepare")
 
     monkeypatch.setattr(verify, "run_tflite", refuse)
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     out = tmp_path / "sm"
     with pytest.raises(InterpreterError, match="written to .* but NOT verified: .*SomeCustomOp"):
         convert(float_model, str(out))

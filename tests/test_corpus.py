@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.corpus import convert_one, render
+from benchmarks.corpus import render, supervised_rows
 
 from .conftest import corpus_files
+
+#: TensorFlow's oneDNN graph rewrites in the child that runs the corpus: on ("1"; the default of CPUs
+#: with AVX512_VNNI/BF16, AVX-VNNI or AMX) here, off in test_corpus_onednn_off.py (its own file, so
+#: pytest-xdist runs the two settings on the two cores).
+ONEDNN = "1"
 
 #: Files that matched when last measured (python benchmarks/corpus.py); grow it as ops land.
 EXPECTED_MATCH: set[str] = {
@@ -110,12 +115,13 @@ EXPECTED_REFUSED = {
 
 
 @pytest.fixture(scope="module")
-def rows():
+def rows(request):
     files = corpus_files()
     if not files:
         pytest.skip("../shared/models is absent")
-    result = [convert_one(f) for f in files]
-    print("\n" + render(result))
+    onednn = request.module.ONEDNN
+    result = supervised_rows(files, onednn)
+    print(f"\nTF_ENABLE_ONEDNN_OPTS={onednn}\n" + render(result))
     return {r.file: r for r in result}
 
 

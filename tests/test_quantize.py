@@ -358,11 +358,14 @@ def test_calibrated_quantization_of_recurrent_ops_is_refused_before_the_calibrat
 @pytest.mark.corpus
 @pytest.mark.parametrize("name,min_sqnr", [("ai-edge-quantizer-git__conv_fc_mnist.tflite", 25.0),
                                            ("mediapipe-git__face_detection_front_2019.tflite", 15.0)])
-def test_corpus_float_models_quantize_to_int8_and_true_uint8(tmp_path, name, min_sqnr):
+@pytest.mark.parametrize("onednn", ["1", "0"], ids=["onednn-on", "onednn-off"])
+def test_corpus_float_models_quantize_to_int8_and_true_uint8(tmp_path, monkeypatch, name, min_sqnr, onednn):
     """Real float models: int8 and true uint8 are fully integer, run, meet an SQNR floor (measured with
-    random calibration: the corpus ships no real inputs), and uint8 agrees with per-tensor int8."""
+    random calibration: the corpus ships no real inputs), and uint8 agrees with per-tensor int8; with
+    TensorFlow's oneDNN graph rewrites on and off (the setting of quantize's TensorFlow child)."""
     from .conftest import CORPUS_DIR
 
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
     path = CORPUS_DIR / name
     if not path.is_file():
         pytest.skip("../shared/models is absent")

@@ -88,6 +88,7 @@ def test_uint8_op_outside_the_kernel_list_is_named(narrow_then_wide, tmp_path, m
 
     monkeypatch.setattr(uint8_rewrite, "uint8_kernel_ops", lambda: frozenset(
         {"CONV_2D", "RESHAPE", "QUANTIZE", "DEQUANTIZE"}))
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     model, calib = narrow_then_wide
     out, rep = tmp_path / "u8.tflite", tmp_path / "u8.json"
     r = quantize(str(model), str(out), calib=str(calib), dtype="uint8", report=str(rep))

@@ -4,12 +4,15 @@ Commands: inspect (op coverage, NPU placement), convert (.tflite -> verified Sav
 (full-integer int8/uint8 and other forms, with an accuracy report).
 
 Exit codes: 0 success; 2 usage; 3 unreadable file; 4 invalid model; 5 unsupported ops;
-6 verification over tolerance; 7 the TFLite interpreter failed on the original; 8 output exists.
+6 verification over tolerance; 7 the TFLite interpreter failed on the original; 8 output exists;
+9 TensorFlow crashed running the model; 10 a memory or time cap was exceeded; 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM): in every case nothing half-written is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +20,9 @@ from . import __version__
 from .errors import InverterError
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
-6 verification over tolerance, 7 interpreter failed on the original, 8 output exists (use --force)"""
+6 verification over tolerance, 7 interpreter failed on the original, 8 output exists (use --force),
+9 TensorFlow crashed running the model (a child process; the tool survives), 10 memory/time cap exceeded
+(TFLITE_INVERTER_MEMORY_LIMIT, e.g. 8G; TFLITE_INVERTER_TIMEOUT, seconds), 130 interrupted, 143 terminated"""
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -77,14 +82,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: temp files are removed
     try:
         return int(args.func(args) or 0)
     except InverterError as exc:
         print(f"tflite-inverter: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except _Terminated:
+        print("tflite-inverter: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("tflite-inverter: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler, so every ``except BaseException`` clean-up runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 if __name__ == "__main__":

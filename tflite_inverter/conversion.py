@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
-from .errors import InterpreterError, OutputExistsError, UsageError, VerificationError
+from . import _io, ir
+from .errors import InterpreterError, UsageError, VerificationError
 from .reader import read_model
 from .verify import (
     IOPlan,
@@ -103,17 +100,6 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
     return checks
 
 
-def _replace_dir(tmp: str, out: str) -> None:
-    """Move ``tmp`` into place as ``out``; an old ``out`` is removed only after the new one is there."""
-    if os.path.exists(out):
-        old = out.rstrip("/") + f".old-{os.getpid()}"
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
-
-
 def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: bool = False,
             fake_quant: bool = True, inputs: str | None = None, tolerance: float | None = None,
             verify: bool = True, report: str | None = None, progress: Callable[[str], None] | None = None
@@ -121,18 +107,19 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     """Rebuild ``model_path`` as a TF2 SavedModel in ``output_dir`` and verify it.
 
     Raises :class:`UnsupportedOpError` (every unsupported op at once) before building anything,
-    :class:`OutputExistsError` if ``output_dir`` exists without ``force``, and
+    :class:`OutputExistsError` if ``output_dir`` exists (and is not an empty folder) without ``force``,
     :class:`VerificationError` when an output is over tolerance, and :class:`InterpreterError` when the
     interpreter cannot run the original (a custom op it lacks): in both cases the SavedModel is
-    written and the error says so.
+    written and the error says so. All TensorFlow work runs in a child process
+    (:mod:`.isolation`): a TensorFlow crash raises :class:`TensorFlowCrashError`, an exceeded memory
+    or time cap :class:`ResourceLimitError`; then nothing is written and no temp file is left.
     """
-    from .rebuild import RebuildOptions, check_supported, make_module
+    from .isolation import run_isolated
+    from .rebuild import check_supported
 
     start = time.time()
-    if os.path.exists(output_dir) and not force:
-        raise OutputExistsError(f"{output_dir} exists; pass --force to replace it")
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UsageError(f"{output_dir} exists and is not a directory")
+    _io.check_output_dir(output_dir, force)
+    _io.check_output_file(report, force)
     for given, what in ((inputs, "--inputs"), (tolerance, "--tolerance")):
         if given is not None and not verify:
             raise UsageError(f"{what} only applies to verification, which --no-verify turns off; drop one of them")
@@ -142,39 +129,20 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     check_supported(model)
     _log(progress, f"read {os.path.basename(model_path)}: {sum(len(s.operators) for s in model.subgraphs)} ops in "
                    f"{len(model.subgraphs)} subgraph(s)")
-    from ._tf import tf
-
-    module = make_module(model, RebuildOptions(fake_quant=fake_quant, float_io=float_io))
-    plans = io_plans(model, module)
-    parent = os.path.dirname(os.path.abspath(output_dir)) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".tflite-inverter-", dir=parent)
+    tmp = _io.temp_dir_for(output_dir)
     try:
-        _log(progress, "saving SavedModel")
-        tf.saved_model.save(module, tmp, signatures=dict(module.concrete))
-        result = ConvertResult(output_dir=output_dir, signatures=[p.key for p in plans])
-        unverified: InterpreterError | None = None
-        if verify:
-            _log(progress, "verifying against the TFLite interpreter")
-            notes: list[str] = []
-            try:
-                result.checks = verify_saved_model(model, model_path, tmp, plans, inputs, tolerance, note_sink=notes)
-                result.verified = True
-                result.passed = all(c.passed for c in result.checks)
-            except InterpreterError as exc:  # e.g. a custom op the stock interpreter lacks
-                unverified = exc
-                notes.append(f"NOT verified: {exc}")
-            result.note = "; ".join(notes)
-            for n in notes:
-                _log(progress, n)
-        _replace_dir(tmp, output_dir)
+        result, unverified = run_isolated(
+            _build_and_verify, dict(model_path=os.path.abspath(model_path), saved_dir=tmp, float_io=float_io,
+                                    fake_quant=fake_quant, inputs=inputs, tolerance=tolerance, verify=verify),
+            model=model_path, what="rebuilding the graph", progress=progress)
+        result.output_dir = output_dir
+        _io.publish_dir(tmp, output_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _io.remove_quietly(tmp)
         raise
     result.seconds = time.time() - start
     if report:
-        with open(report, "w") as fh:
-            json.dump(result.to_json(), fh, indent=2, sort_keys=True)
+        _io.write_json_atomic(report, result.to_json())
     if unverified is not None:
         raise InterpreterError(f"SavedModel written to {output_dir}, but NOT verified: {unverified}")
     if result.verified and not result.passed:
@@ -182,6 +150,42 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
         raise VerificationError(f"{len(bad)} output(s) over tolerance (SavedModel written to {output_dir}):\n"
                                 + format_checks(result.checks))
     return result
+
+
+def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quant: bool, inputs: str | None,
+                      tolerance: float | None, verify: bool) -> tuple[ConvertResult, str | None]:
+    """The TensorFlow part of :func:`convert`, run in the child process: rebuild, save into
+    ``saved_dir``, verify. Returns the result and, when the interpreter could not run the original,
+    why (the SavedModel is still complete)."""
+    from ._tf import tf
+    from .isolation import fault_point
+    from .isolation import progress as report_progress
+    from .rebuild import RebuildOptions, make_module
+
+    model = read_model(model_path)
+    module = make_module(model, RebuildOptions(fake_quant=fake_quant, float_io=float_io))
+    plans = io_plans(model, module)
+    report_progress("saving SavedModel")
+    fault_point("save")
+    tf.saved_model.save(module, saved_dir, signatures=dict(module.concrete))
+    result = ConvertResult(output_dir=saved_dir, signatures=[p.key for p in plans])
+    unverified: str | None = None
+    if verify:
+        report_progress("verifying against the TFLite interpreter")
+        fault_point("verify")
+        notes: list[str] = []
+        try:
+            result.checks = verify_saved_model(model, model_path, saved_dir, plans, inputs, tolerance,
+                                               note_sink=notes)
+            result.verified = True
+            result.passed = all(c.passed for c in result.checks)
+        except InterpreterError as exc:  # e.g. a custom op the stock interpreter lacks
+            unverified = str(exc)
+            notes.append(f"NOT verified: {exc}")
+        result.note = "; ".join(notes)
+        for n in notes:
+            report_progress(n)
+    return result, unverified
 
 
 def _stderr(msg: str) -> None:

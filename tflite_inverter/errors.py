@@ -42,6 +42,9 @@ class UnsupportedOpError(InverterError):
         head = f"{len(self.problems)} unsupported op(s) or option(s):"
         super().__init__("\n  ".join([head, *self.problems]))
 
+    def __reduce__(self) -> tuple[type, tuple[list[str]]]:  # crosses the TensorFlow child's pipe intact
+        return (type(self), (self.problems,))
+
 
 class VerificationError(InverterError):
     """The rebuilt model does not reproduce the original within tolerance."""
@@ -65,3 +68,17 @@ class UsageError(InverterError):
     """A command-line or API argument is wrong (bad input file for --inputs, wrong shapes, ...)."""
 
     exit_code = 2
+
+
+class TensorFlowCrashError(InverterError):
+    """TensorFlow died while running the model (a signal such as SIGSEGV/SIGABRT in the child process
+    that does all TensorFlow work). The tool itself survives; the message names the model and the stage."""
+
+    exit_code = 9
+
+
+class ResourceLimitError(InverterError):
+    """The child process that runs TensorFlow exceeded its memory cap or its time limit
+    (``TFLITE_INVERTER_MEMORY_LIMIT``, ``TFLITE_INVERTER_TIMEOUT``)."""
+
+    exit_code = 10

@@ -32,7 +32,6 @@ interpreter and checks every constant bit for bit.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -44,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
+from . import _io, ir
 from .accuracy import (
     float_ops,
     format_lsb_metrics,
@@ -444,7 +443,7 @@ def _run_converter(conv: Any, dtype: str) -> bytes:
     try:
         with warnings.catch_warnings():  # the calibrator uses the deprecated tf.lite.Interpreter
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated", category=UserWarning)
-            return conv.convert()
+            blob = conv.convert()
     except InverterError:
         raise
     except Exception as exc:  # ConverterError and friends: keep the lines that say what failed
@@ -453,6 +452,10 @@ def _run_converter(conv: Any, dtype: str) -> bytes:
         hint = (" (with --dtype int8 every op needs an int8 kernel; try --dtype int16x8 or dynamic)"
                 if dtype == "int8" else "")
         raise UnsupportedOpError([f"TFLiteConverter failed for --dtype {dtype}{hint}:", *lines[:20]]) from None
+
+    from .converter_fixups import padv2_to_pad
+
+    return padv2_to_pad(blob)  # the rebuilt graph's PadV2 back to the source's PAD
 
 
 def _dataset(inputs: Sequence[InputSpec], samples: list[list[np.ndarray]], progress_bar: bool
@@ -1125,6 +1128,40 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
         raise UsageError(f"--dtype {dtype} needs calibration data{hint}: --calib DATA (.npy, .npz keyed by input "
                          "name, or a folder of images); --calib random only for a smoke test")
 
+    from .isolation import run_isolated
+
+    tmp_path = _io.temp_file_for(output)
+    try:
+        result = run_isolated(
+            _quantize_work, dict(source=source, output=output, tmp_path=tmp_path, calib=calib, dtype=dtype,
+                                 io_in=io_in, io_out=io_out, granularity=granularity, target=target, mean_v=mean_v,
+                                 std_v=std_v, samples=samples, evaluate=evaluate, seed=seed,
+                                 progress_bar=progress_bar, reuse_source=reuse is not None, form=form,
+                                 restore=restore, needs_calib=needs_calib, start=start),
+            model=source, what="rebuilding the source", progress=progress)
+        _io.publish_file(tmp_path, output)
+    except BaseException:
+        _io.remove_quietly(tmp_path)
+        raise
+    result.seconds["total"] = time.time() - start
+    if report:
+        _io.write_json_atomic(report, result.to_json())
+    return result
+
+
+def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, dtype: str, io_in: str, io_out: str,
+                   granularity: str, target: str | None, mean_v: list[float] | None, std_v: list[float] | None,
+                   samples: int | None, evaluate: bool, seed: int, progress_bar: bool, reuse_source: bool,
+                   form: _SourceForm | None, restore: bool, needs_calib: bool, start: float) -> QuantizeResult:
+    """The TensorFlow part of :func:`quantize`, run in the child process (:mod:`.isolation`): rebuild
+    the source, calibrate and convert, write the result into ``tmp_path`` (the parent renames it into
+    place), evaluate it."""
+    from .isolation import fault_point
+    from .isolation import progress as report_progress
+    from .reader import read_model
+
+    progress = report_progress
+    reuse = read_model(source) if reuse_source else None
     timings: dict[str, float] = {}
     t0 = time.time()
     src = _load_source(source, progress, range_ops=reuse is not None)
@@ -1208,84 +1245,77 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
         timings["calibrate_convert"] = time.time() - t0
         result.size_after = len(blob)
 
-        parent = os.path.dirname(os.path.abspath(output)) or "."
-        os.makedirs(parent, exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(output) + ".", suffix=".tmp", dir=parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-            from .reader import read_model
+        # the parent owns tmp_path: it renames it into place, or removes it on any failure
+        with open(tmp_path, "wb") as fh:
+            fh.write(blob)
+        from .reader import read_model
 
-            written = read_model(tmp_path)
-            result.float_ops = float_ops(written) if dtype in ("int8", "uint8") else []
-            if result.float_ops:
-                result.warnings.append(f"{len(result.float_ops)} op(s) still compute in float")
-            if dtype == "uint8":
-                _log(progress, "checking the uint8 kernels and running the result once")
-                result.uint8_check = _uint8_check(written, tmp_path, src, held)
-                missing = result.uint8_check["ops_without_uint8_kernel"]
-                if missing:
-                    result.warnings.append(f"{len(missing)} op(s) have no uint8 kernel in TFLite: "
-                                           + ", ".join(sorted({m['op'] for m in missing})))
-                if not result.uint8_check["ran"]:
-                    result.warnings.append("the uint8 result did not run in the TFLite interpreter: "
-                                           + str(result.uint8_check["run_error"]))
-            if match is not None:
-                from .accuracy import compare_activations, compare_constants
+        written = read_model(tmp_path)
+        result.float_ops = float_ops(written) if dtype in ("int8", "uint8") else []
+        if result.float_ops:
+            result.warnings.append(f"{len(result.float_ops)} op(s) still compute in float")
+        if dtype == "uint8":
+            _log(progress, "checking the uint8 kernels and running the result once")
+            result.uint8_check = _uint8_check(written, tmp_path, src, held)
+            missing = result.uint8_check["ops_without_uint8_kernel"]
+            if missing:
+                result.warnings.append(f"{len(missing)} op(s) have no uint8 kernel in TFLite: "
+                                       + ", ".join(sorted({m['op'] for m in missing})))
+            if not result.uint8_check["ran"]:
+                result.warnings.append("the uint8 result did not run in the TFLite interpreter: "
+                                       + str(result.uint8_check["run_error"]))
+        if match is not None:
+            from .accuracy import compare_activations, compare_constants
 
-                src_sg = src.model.subgraphs[src.plan.subgraph_index]
-                result.weights_check = compare_constants(src_sg, written.main, match)
-                result.activations_check = compare_activations(src_sg, written.main, match)
-                if not result.activations_check["equivalent"]:
-                    result.warnings.append("some activation scales or zero points differ from the source's (see "
-                                           "activations_check)")
-                result.warnings.extend(_match_warnings(match, result.weights_check, restore))
-                if evaluate:
-                    t0 = time.time()
-                    _log(progress, f"comparing with the source on {EVAL_RANDOM_SAMPLES} inputs")
-                    try:
-                        result.accuracy = _compare_with_source(tmp_path, src, EVAL_RANDOM_SAMPLES, seed + 1)
-                    except InterpreterError as exc:
-                        result.evaluated_on = f"not evaluated: {exc}"
-                        result.warnings.append(f"the comparison with the source could not run: {exc}")
-                    timings["evaluate"] = time.time() - t0
-            elif evaluate and held:
+            src_sg = src.model.subgraphs[src.plan.subgraph_index]
+            result.weights_check = compare_constants(src_sg, written.main, match)
+            result.activations_check = compare_activations(src_sg, written.main, match)
+            if not result.activations_check["equivalent"]:
+                result.warnings.append("some activation scales or zero points differ from the source's (see "
+                                       "activations_check)")
+            result.warnings.extend(_match_warnings(match, result.weights_check, restore))
+            if evaluate:
                 t0 = time.time()
-                _log(progress, f"evaluating on {len(held)} samples")
-                ref = {sig.key: _reference(sig, held_by_sig[sig.key]) for sig in src.sigs if held_by_sig.get(sig.key)}
-                result.accuracy = _evaluate(tmp_path, src, held_by_sig, ref)
-                if needs_calib and len(src.sigs) == 1:
-                    _log(progress, "comparing every quantized activation with the float model's")
-                    result.worst_layers = _worst_layers(src, blob, held)
-                elif needs_calib:
-                    result.worst_layers = {"unavailable": "the per-layer comparison covers models with one "
-                                                          f"signature; this one has {len(src.sigs)}"}
-                if per_tensor:
-                    _log(progress, "converting int8 per-channel too, for comparison")
-                    conv = converter_for(src.saved_dir, src.keys, *_recipe("int8", io_in, io_out), False,
-                                         _signatures_dataset(feeds, progress_bar))
-                    pc_blob = _run_converter(conv, dtype)
-                    with tempfile.TemporaryDirectory(prefix="tflite-inverter-pc-") as d:
-                        pc_path = os.path.join(d, "per_channel.tflite")
-                        with open(pc_path, "wb") as fh:
-                            fh.write(pc_blob)
-                        result.per_channel = _evaluate(pc_path, src, held_by_sig, ref)
+                _log(progress, f"comparing with the source on {EVAL_RANDOM_SAMPLES} inputs")
+                try:
+                    result.accuracy = _compare_with_source(tmp_path, src, EVAL_RANDOM_SAMPLES, seed + 1)
+                except InterpreterError as exc:
+                    result.evaluated_on = f"not evaluated: {exc}"
+                    result.warnings.append(f"the comparison with the source could not run: {exc}")
                 timings["evaluate"] = time.time() - t0
-            if target is not None:
-                result.target_report = _target_report(blob, target)
-            os.replace(tmp_path, output)
-        except BaseException:
-            if os.path.exists(tmp_path):
-                os.unlink(tmp_path)
-            raise
+        elif evaluate and held:
+            t0 = time.time()
+            _log(progress, f"evaluating on {len(held)} samples")
+            fault_point("evaluate")
+            ref = {sig.key: _reference(sig, held_by_sig[sig.key]) for sig in src.sigs if held_by_sig.get(sig.key)}
+            result.accuracy = _evaluate(tmp_path, src, held_by_sig, ref)
+            if needs_calib and len(src.sigs) == 1:
+                _log(progress, "comparing every quantized activation with the float model's")
+                result.worst_layers = _worst_layers(src, blob, held)
+            elif needs_calib:
+                result.worst_layers = {"unavailable": "the per-layer comparison covers models with one "
+                                                      f"signature; this one has {len(src.sigs)}"}
+            if per_tensor:
+                _log(progress, "converting int8 per-channel too, for comparison")
+                conv = converter_for(src.saved_dir, src.keys, *_recipe("int8", io_in, io_out), False,
+                                     _signatures_dataset(feeds, progress_bar))
+                pc_blob = _run_converter(conv, dtype)
+                with tempfile.TemporaryDirectory(prefix="tflite-inverter-pc-") as d:
+                    pc_path = os.path.join(d, "per_channel.tflite")
+                    with open(pc_path, "wb") as fh:
+                        fh.write(pc_blob)
+                    result.per_channel = _evaluate(pc_path, src, held_by_sig, ref)
+            timings["evaluate"] = time.time() - t0
+        if target is not None:
+            result.target_report = _target_report(blob, target)
     finally:
         if src.tmp:
             shutil.rmtree(src.tmp, ignore_errors=True)
     timings["total"] = time.time() - start
     result.seconds = timings
-    if report:
-        _write_json_atomic(report, result.to_json())
     return result
+
+
 
 
 def _match_json(match: Any) -> dict[str, Any]:
@@ -1310,18 +1340,3 @@ def _match_warnings(match: Any, weights: dict[str, Any], restore: bool) -> list[
                    + (f"and {len(weights['not_compared'])} were not compared " if weights["not_compared"] else "")
                    + "(see weights_check)")
     return out
-
-
-def _write_json_atomic(path: str, obj: dict[str, Any]) -> None:
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
