@@ -85,7 +85,7 @@ def _weight_scales(path, op_name: str) -> int:
 # -- int8 -----------------------------------------------------------------------------------------
 def test_int8_is_fully_integer_runs_and_meets_sqnr(float_model, calib, tmp_path):
     out = tmp_path / "q.tflite"
-    r = quantize(str(float_model), str(out), calib=calib)
+    r = quantize(str(float_model), str(out), calib=calib, io="int8")
     m = read_model(str(out))
     assert float_ops(m) == [] and r.fully_integer
     assert _types(out) <= {"INT8", "INT32"}, _types(out)  # no float tensor anywhere, int8 I/O
@@ -225,8 +225,8 @@ def test_calibrated_dtype_without_data_is_refused(float_model, tmp_path):
 
 def test_uint8_everywhere_is_a_lossless_rewrite_of_per_tensor_int8(float_model, calib, tmp_path):
     u8, i8 = tmp_path / "u8.tflite", tmp_path / "i8pt.tflite"
-    r = quantize(str(float_model), str(u8), calib=calib, dtype="uint8")
-    quantize(str(float_model), str(i8), calib=calib, granularity="per-tensor")
+    r = quantize(str(float_model), str(u8), calib=calib, dtype="uint8", io="uint8")
+    quantize(str(float_model), str(i8), calib=calib, granularity="per-tensor", io="int8")
     mu, mi = read_model(str(u8)), read_model(str(i8))
     assert {t.type_name for t in mu.main.tensors} == {"UINT8", "INT32"} and r.float_ops == []
     for tu, ti in zip(mu.main.tensors, mi.main.tensors):  # same graph: zero points +128, scales kept
@@ -371,8 +371,8 @@ def test_corpus_float_models_quantize_to_int8_and_true_uint8(tmp_path, monkeypat
         pytest.skip("../shared/models is absent")
     i8, i8pt, u8 = tmp_path / "i8.tflite", tmp_path / "i8pt.tflite", tmp_path / "u8.tflite"
     r8 = quantize(str(path), str(i8), calib="random", samples=24)
-    quantize(str(path), str(i8pt), calib="random", samples=24, granularity="per-tensor")
-    ru = quantize(str(path), str(u8), calib="random", samples=24, dtype="uint8")
+    quantize(str(path), str(i8pt), calib="random", samples=24, granularity="per-tensor", io="int8")
+    ru = quantize(str(path), str(u8), calib="random", samples=24, dtype="uint8", io="uint8")
     for r, kinds in ((r8, {"INT8", "INT32"}), (ru, {"UINT8", "INT32"})):
         model = read_model(r.output)
         inner = {t.type_name for t in model.main.tensors} - {"FLOAT32"}  # float only at declared float I/O

@@ -22,7 +22,6 @@ from tflite_inverter.cli_quantize import add_quantize
 from tflite_inverter.errors import UsageError
 from tflite_inverter.quantize import quantize
 from tflite_inverter.reader import read_model
-from tflite_inverter.rebuild import sanitize
 
 SAMPLES = ["int8.tflite", "int8_uint8_io.tflite", "per_tensor_int8.tflite"]
 RANGE = {"INT8": (-128, 127), "UINT8": (0, 255)}
@@ -83,15 +82,18 @@ def _lsb(t) -> float:
 
 
 def _input_pairs(src, res) -> list[tuple[int, int]]:
-    """(source, result) model inputs, by name: the converter names the result's signature inputs
-    after the rebuilt signature (the source's signature or tensor names, sanitized) and may reorder
-    them."""
-    names = dict(src.signatures[0].inputs) if src.signatures else {src.main.tensors[i].name: i
-                                                                   for i in src.main.inputs}
-    by_name = {sanitize(n, n): i for n, i in names.items()}
+    """(source, result) model inputs: ``quantize`` gives the result the source's interface (the
+    same input order and names, the same SignatureDefs), so they pair by name, and a result without
+    SignatureDef (as its source) by position."""
+    if not res.signatures:
+        assert not src.signatures
+        assert [res.main.tensors[i].name for i in res.main.inputs] == [src.main.tensors[i].name
+                                                                       for i in src.main.inputs]
+        return list(zip(src.main.inputs, res.main.inputs))
+    names = dict(src.signatures[0].inputs)
     got = dict(res.signatures[0].inputs)
-    assert set(got) == set(by_name), (got, by_name)
-    return [(by_name[n], got[n]) for n in by_name]
+    assert set(got) == set(names), (got, names)
+    return [(names[n], got[n]) for n in names]
 
 
 def _pairs(src, res):

@@ -38,7 +38,11 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
         "An already-quantized .tflite given without --calib is requantized with its own recorded scales and zero "
         "points ('reuse source ranges'): same form as the source by default (int8 or all-uint8, per-channel or "
         "per-tensor weights, its I/O types), weights bit-identical, and the result is compared with the SOURCE "
-        "in the interpreter (outputs in source LSBs, every constant bit for bit).",
+        "in the interpreter (outputs in source LSBs, every constant bit for bit). "
+        "The result keeps a .tflite source's interface: the same inputs and outputs in the same order, with the "
+        "same names and shapes, the same SignatureDefs (none if it had none), its metadata (TFLite Support "
+        "TFLITE_METADATA, ...) and any associated-files zip appended to it; I/O types that change (--io, "
+        "--target) are printed. A SavedModel source keeps the SavedModel's signature names.",
         epilog=EPILOG)
     p.add_argument("source", help="a .tflite file or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="the .tflite to write")
@@ -54,10 +58,11 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
                    "float16: float16 weights; dynamic: dynamic-range int8 weights; float32: plain float; uint8: "
                    "every tensor asymmetric uint8, per-tensor (legacy NPU stacks)")
     p.add_argument("--io", choices=IO_TYPES, default=None,
-                   help="model input/output type (int8 default for --dtype int8, the source's own types when "
-                   "reusing its ranges; float32 keeps float I/O around "
-                   "integer kernels; int16 for int16x8). With --target imx8mp the input is uint8 and --io sets the "
-                   "output (default uint8)")
+                   help="model input/output type (default: the source's own, so the result is a drop-in "
+                   "replacement: a float model keeps float32 I/O around integer kernels; where the recipe cannot "
+                   "give it, int8 for --dtype int8, uint8 for uint8, else float32, and the change is printed; "
+                   "int16 for int16x8). With --target imx8mp the input is uint8 and --io sets the output (default "
+                   "uint8)")
     p.add_argument("--granularity", choices=GRANULARITIES, default=None,
                    help="weight scales per output channel (default; uint8: per-tensor; reusing a quantized "
                    "source's ranges: the source's) or one per tensor; per-tensor also reports the accuracy of int8 "

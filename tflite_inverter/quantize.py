@@ -54,6 +54,7 @@ from .accuracy import (
 )
 from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
 from .errors import InterpreterError, InverterError, OutputExistsError, UnsupportedOpError, UsageError
+from .interface import restore_interface
 
 DTYPES = ("int8", "uint8", "int16x8", "float16", "dynamic", "float32")
 IO_TYPES = ("int8", "uint8", "int16", "float32")
@@ -102,6 +103,9 @@ class QuantizeResult:
     #: ``--dtype uint8``: ops with no uint8 kernel (by ``targets/uint8_kernels.json``) and whether the
     #: result ran in the interpreter: ``{"ops_without_uint8_kernel": [...], "ran": bool, "run_error": str|None}``
     uint8_check: dict[str, Any] | None = None
+    #: the source's interface given back to the result (:func:`.interface.restore_interface`): what
+    #: was renamed, reordered, kept; ``io_type_changes`` lists the I/O tensors whose type differs
+    interface: dict[str, Any] | None = None
 
     @property
     def fully_integer(self) -> bool:
@@ -131,6 +135,8 @@ class QuantizeResult:
             out["target_report"] = self.target_report
         if self.worst_layers is not None:
             out["worst_layers"] = self.worst_layers
+        if self.interface is not None:
+            out["interface"] = self.interface
         if self.uint8_check is not None:
             out["ops_without_uint8_kernel"] = self.uint8_check["ops_without_uint8_kernel"]
             out["uint8_interpreter_run"] = {"ran": self.uint8_check["ran"], "error": self.uint8_check["run_error"]}
@@ -146,6 +152,7 @@ class QuantizeResult:
         lines = []
         for w in self.warnings:
             lines.append(f"WARNING: {w}")
+        lines.extend(_interface_summary(self.interface))
         if self.reference == "source":
             lines.append(f"calibration: source ranges (the source's own scales and zero points); weights: "
                          f"{self.calibration.get('weights')}")
@@ -188,6 +195,38 @@ class QuantizeResult:
         if self.target_report is not None:
             lines.append(_target_summary(self.target_report))
         return "\n".join(lines)
+
+
+def _interface_summary(rep: dict[str, Any] | None) -> list[str]:
+    """The lines that say how the result's interface differs from the source's (type changes first)."""
+    if rep is None:
+        return []
+    if not rep.get("restored"):
+        return [f"interface: {rep.get('why')}"]
+    lines = [f"I/O type changed ({c['why']}): {c['kind']} {c['tensor']!r} {c['source']} -> {c['result']}"
+             for c in rep.get("io_type_changes", [])]
+    lines.extend(f"I/O shape differs: {d['kind']} {d['tensor']!r} {d['source']} in the source, {d['result']} here"
+                 for d in rep.get("shape_differences", []))
+    if rep.get("missing_outputs"):
+        lines.append(f"outputs of the source subgraph its signatures do not expose (absent here): "
+                     f"{', '.join(rep['missing_outputs'])}")
+    meta = rep.get("metadata") or {}
+    kept = ", ".join(meta.get("kept", []) + [f"{n} (this file's)" for n in meta.get("updated", [])])
+    lines.append("interface: the source's I/O order, names and shapes" + (", signatures" if rep.get("signatures")
+                                                                           else ", no SignatureDef (as the source)")
+                 + (f"; metadata kept: {kept}" if kept else "")
+                 + (f"; associated-files archive kept ({rep['appended_archive_bytes']} bytes)"
+                    if rep.get("appended_archive_bytes") else ""))
+    return lines
+
+
+def _io_reason(io: str | None, target: str | None, dtype: str) -> str:
+    """What asked for I/O types other than the source's."""
+    if io is not None:
+        return f"--io {io}"
+    if target is not None:
+        return f"--target {target}"
+    return f"--dtype {dtype} has no such I/O type"
 
 
 def _diff(a: Any, b: Any) -> float | None:
@@ -532,11 +571,10 @@ def _run_quantized(path: str, src: _Source | _Sig, samples: list[list[np.ndarray
         sg = model.subgraphs[sig.subgraph_index]
         in_t = {n: sg.tensors[i] for n, i in sig.inputs}
         out_t = {n: sg.tensors[i] for n, i in sig.outputs}
-        missing = [s.name for s in src.inputs if s.name not in in_t] + [n for n in src.outputs if n not in out_t]
+        in_names, out_names = _signature_names(src.plan, [s.name for s in src.inputs], list(src.outputs), in_t, out_t)
+        missing = [n for n in in_names if n not in in_t] + [n for n in out_names if n not in out_t]
         if missing:
             raise UsageError(f"the quantized model's signature lacks {', '.join(missing)}; cannot evaluate it")
-        in_names = [s.name for s in src.inputs]
-        out_names = list(src.outputs)
         tin = [in_t[n] for n in in_names]
         tout = [out_t[n] for n in out_names]
         key: str | None = sig.key
@@ -554,6 +592,17 @@ def _run_quantized(path: str, src: _Source | _Sig, samples: list[list[np.ndarray
     return got
 
 
+def _signature_names(plan: Any, ins: list[str], outs: list[str], have_in: Any, have_out: Any
+                     ) -> tuple[list[str], list[str]]:
+    """The names a result's SignatureDef gives a rebuilt signature's inputs and outputs: the
+    source's own (the interface is restored, :mod:`.interface`) or, failing that, the rebuild's
+    ``ins``/``outs`` (what the converter wrote), in the plan's order."""
+    if plan is not None and plan.tflite_input_names and all(n in have_in for n in plan.tflite_input_names) \
+            and all(n in have_out for n in plan.tflite_output_names):
+        return list(plan.tflite_input_names), list(plan.tflite_output_names)
+    return ins, outs
+
+
 def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> list[dict[str, Any]] | dict[str, str]:
     """The five layers that lose the most precision: the float model converted from the same
     SavedModel (so the converter names its tensors alike) against ``blob``, both in the interpreter."""
@@ -562,9 +611,40 @@ def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> li
     try:
         conv = converter_for(src.saved_dir, src.keys[:1], "float32", "float32", "float32", False, None)
         float_blob = _run_converter(conv, "float32")
-        return worst_layers(float_blob, blob, [{s.name: a for s, a in zip(src.inputs, sample)} for sample in held])
+        if src.model is not None:  # the same interface as ``blob``: I/O pairs by the same names and order
+            float_blob, _ = restore_interface(src.model, [src.plan], float_blob)
+        rows = worst_layers(float_blob, blob, [{s.name: a for s, a in zip(src.inputs, sample)} for sample in held])
+        return _source_layer_names(src, blob, rows)
     except Exception as exc:  # the report goes on without it; say why
         return {"unavailable": f"per-layer comparison failed: {type(exc).__name__}: {exc}"[:500]}
+
+
+def _source_layer_names(src: _Source, blob: bytes, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Name each :func:`.accuracy.worst_layers` row after the SOURCE tensor its tensor stands for
+    (paired by data flow, :func:`.accuracy.match_graphs`, same shape): ``tensor`` is the source's
+    name where there is one, ``result_tensor`` the name in the written model, ``source_tensor`` the
+    source's name or None (an op the converter added or fused: the row keeps the result's name)."""
+    if src.model is None or not rows:
+        return rows
+    from .accuracy import match_graphs
+    from .reader import read_model
+
+    res = read_model(blob)
+    ssg = src.model.subgraphs[src.plan.subgraph_index]
+    try:
+        in_pairs, out_pairs = _io_pairs(res, src)
+    except UnsupportedOpError:
+        return rows
+    rsg = res.subgraphs[0]
+    flow = match_graphs(ssg, rsg, in_pairs).tensor_map
+    flow.update({r: s for s, r in out_pairs})
+    for row in rows:
+        s = flow.get(row["index"])
+        name = ssg.tensors[s].name if s is not None and ssg.tensors[s].shape == rsg.tensors[row["index"]].shape \
+            else None
+        row["result_tensor"], row["source_tensor"] = row["tensor"], name
+        row["tensor"] = name or row["tensor"]
+    return rows
 
 
 def _metrics(src: _Source | _Sig, ref: dict[str, list[np.ndarray]], got: dict[str, list[np.ndarray]],
@@ -737,12 +817,13 @@ def _io_pairs(res: ir.Model, src: _Source) -> tuple[list[tuple[int, int]], list[
         return ([(io.tensor.index, r) for io, r in zip(plan.inputs, sg.inputs)],
                 [(io.tensor.index, r) for io, r in zip(plan.outputs, sg.outputs)])
     ins, outs = dict(sig.inputs), dict(sig.outputs)
-    missing = [io.name for io in plan.inputs if io.name not in ins] + [io.name for io in plan.outputs
-                                                                       if io.name not in outs]
+    in_names, out_names = _signature_names(plan, [io.name for io in plan.inputs], [io.name for io in plan.outputs],
+                                           ins, outs)
+    missing = [n for n in in_names if n not in ins] + [n for n in out_names if n not in outs]
     if missing:
         raise UnsupportedOpError([f"the converted model's signature lacks {', '.join(missing)}"])
-    return ([(io.tensor.index, ins[io.name]) for io in plan.inputs],
-            [(io.tensor.index, outs[io.name]) for io in plan.outputs])
+    return ([(io.tensor.index, ins[n]) for io, n in zip(plan.inputs, in_names)],
+            [(io.tensor.index, outs[n]) for io, n in zip(plan.outputs, out_names)])
 
 
 def _restore_mismatch(ts: ir.Tensor, tr: ir.Tensor) -> str | None:
@@ -775,11 +856,11 @@ def _restore_source_weights(blob: bytes, src: ir.Subgraph, res: ir.Model, match:
     constant, e.g. folded something into it, and it is left alone and reported).
     """
     from tensorflow.lite.python import schema_py_generated as fb
-    from tensorflow.lite.tools import flatbuffer_utils as fu
 
     from .accuracy import describe_difference
+    from .fbedit import pack, unpack
 
-    model = fu.convert_bytearray_to_object(bytearray(blob))
+    model = unpack(blob)
     rsg = res.main
     osg = model.subgraphs[rsg.index]
     refs: dict[int, int] = {}
@@ -824,7 +905,7 @@ def _restore_source_weights(blob: bytes, src: ir.Subgraph, res: ir.Model, match:
             buf.data, buf.offset, buf.size = np.array(ts.raw(), dtype=np.uint8), 0, 0
             report["restored"] += 1
     report["activation_scales_restored"] = _restore_activation_scales(osg, rsg, src, match)
-    return bytes(fu.convert_object_to_bytearray(model)), report
+    return pack(model), report
 
 
 def _restore_activation_scales(osg: Any, rsg: ir.Subgraph, src: ir.Subgraph, match: Any) -> int:
@@ -860,9 +941,10 @@ def _restore_op_versions(blob: bytes, src_sg: ir.Subgraph, match: Any) -> tuple[
     options and (after the rewrite) tensor types, so the source's version is the right one.
     """
     from tensorflow.lite.python import schema_py_generated as fb
-    from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    model = fu.convert_bytearray_to_object(bytearray(blob))
+    from .fbedit import pack, unpack
+
+    model = unpack(blob)
     ops = model.subgraphs[0].operators
     codes = model.operatorCodes
     changed = 0
@@ -889,7 +971,7 @@ def _restore_op_versions(blob: bytes, src_sg: ir.Subgraph, match: Any) -> tuple[
         for sg in model.subgraphs:
             for op in sg.operators:
                 op.opcodeIndex = remap[op.opcodeIndex]
-    return bytes(fu.convert_object_to_bytearray(model)), changed
+    return pack(model), changed
 
 
 def _convert_reusing_ranges(src: _Source, dtype: str, io_in: str, io_out: str, per_tensor: bool, restore: bool,
@@ -994,7 +1076,51 @@ def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dic
 
 
 # -- the command ----------------------------------------------------------------------------------
-def _resolve_io(dtype: str, io: str | None, target: str | None) -> tuple[str, str]:
+#: The I/O types each recipe can give (a drop-in result keeps the source's where it is one of them).
+_IO_CHOICES = {"int8": ("int8", "uint8", "float32"), "uint8": ("uint8", "float32"), "int16x8": ("float32", "int16")}
+
+
+def _source_io(source: str) -> tuple[str | None, str | None]:
+    """The source's input and output types in --io terms (None: mixed, or nothing real-valued).
+
+    A SavedModel source takes float inputs (integer I/O is refused when it is loaded): float32.
+    Only real-valued tensors count (float, or quantized integers); int32 indices and the like are
+    not touched by the converter's I/O type.
+    """
+    if os.path.isdir(source):
+        return "float32", "float32"
+    from .reader import read_model
+
+    model = read_model(source)
+    sg = model.subgraphs[model.signatures[0].subgraph_index] if model.signatures else model.main
+
+    def kind(indices: Sequence[int]) -> str | None:
+        kinds = set()
+        for i in indices:
+            t = sg.tensors[i]
+            if t.type_name == "FLOAT32":
+                kinds.add("float32")
+            elif t.is_quantized and t.type_name in ("INT8", "UINT8", "INT16"):
+                kinds.add(t.type_name.lower())
+        return kinds.pop() if len(kinds) == 1 else None
+
+    return kind(sg.inputs), kind(sg.outputs)
+
+
+def _resolve_io(dtype: str, io: str | None, target: str | None,
+                source_io: tuple[str | None, str | None] = (None, None)) -> tuple[str, str]:
+    """(input type, output type). Without --io/--target: the source's types where the recipe can
+    give them (a drop-in replacement), else the recipe's default (int8/uint8 for int8/uint8, float32)."""
+    if io is None and target is None:
+        choices = _IO_CHOICES.get(dtype, ("float32",))
+        default = {"int8": "int8", "uint8": "uint8"}.get(dtype, "float32")
+
+        def pick(t: str | None) -> str:
+            if dtype == "uint8" and t == "int8":
+                return "uint8"  # the same values, shifted by 128
+            return t if t in choices else default
+
+        return pick(source_io[0]), pick(source_io[1])
     if dtype == "uint8":
         if io not in (None, "uint8", "float32"):
             raise UsageError(f"--io {io} with --dtype uint8: uint8 models take uint8 (default) or float32 I/O")
@@ -1111,7 +1237,7 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     if form is not None and io is None and target is None:  # the source's I/O types (uint8 for int8 in uint8)
         io_in, io_out = ("uint8" if dtype == "uint8" and t == "int8" else t for t in (form.io_in, form.io_out))
     else:
-        io_in, io_out = _resolve_io(dtype, io, target)
+        io_in, io_out = _resolve_io(dtype, io, target, _source_io(source))
     mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
     for path in (output, report):
         if path and os.path.exists(path) and not force:
@@ -1243,6 +1369,8 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
 
                 blob = int8_to_uint8(blob)
         timings["calibrate_convert"] = time.time() - t0
+        blob, result.interface = restore_interface(src.model, [s.plan for s in src.sigs], blob,
+                                                   _io_reason(io, target, dtype))
         result.size_after = len(blob)
 
         # the parent owns tmp_path: it renames it into place, or removes it on any failure

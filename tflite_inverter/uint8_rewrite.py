@@ -7,8 +7,8 @@ the zero point moves by +128 and constant data is shifted by +128 (weights becom
 uint8 with zero point 128). Scales are unchanged, so int32 biases (scale ``s_in * s_w``) need no
 rescaling. Per-channel tensors are refused: uint8 kernels take one scale per tensor.
 
-The flatbuffer is edited through TensorFlow's own object API (``schema_py_generated`` via
-``flatbuffer_utils``), which round-trips every field.
+The flatbuffer is edited through :mod:`.fbedit` (TensorFlow's object API, which round-trips every
+field; buffers written 16-byte aligned).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def ops_without_uint8_kernel(model: ir.Model) -> list[dict[str, Any]]:
 def int8_to_uint8(blob: bytes) -> bytes:
     """The uint8 version of a per-tensor int8 .tflite (see the module docstring)."""
     from tensorflow.lite.python import schema_py_generated as fb
-    from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    model = fu.convert_bytearray_to_object(bytearray(blob))
+    from .fbedit import pack, unpack
+
+    model = unpack(blob)
     shifted: set[int] = set()
     other_users: dict[int, str] = {}
     for si, sg in enumerate(model.subgraphs):
@@ -82,4 +83,4 @@ def int8_to_uint8(blob: bytes) -> bytes:
     if clash:
         raise UsageError(f"uint8 rewrite: buffer {clash[0]} is shared by an int8 tensor and the non-int8 tensor "
                          f"{other_users[clash[0]]!r}; cannot shift it for one only")
-    return bytes(fu.convert_object_to_bytearray(model))
+    return pack(model)
