@@ -1259,7 +1259,7 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     tmp_path = _io.temp_file_for(output)
     try:
         result = run_isolated(
-            _quantize_work, dict(source=source, output=output, tmp_path=tmp_path, calib=calib, dtype=dtype,
+            _quantize_work, dict(source=source, output=output, tmp_path=tmp_path, calib=calib, dtype=dtype, io=io,
                                  io_in=io_in, io_out=io_out, granularity=granularity, target=target, mean_v=mean_v,
                                  std_v=std_v, samples=samples, evaluate=evaluate, seed=seed,
                                  progress_bar=progress_bar, reuse_source=reuse is not None, form=form,
@@ -1275,7 +1275,8 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     return result
 
 
-def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, dtype: str, io_in: str, io_out: str,
+def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, dtype: str, io: str | None,
+                   io_in: str, io_out: str,
                    granularity: str, target: str | None, mean_v: list[float] | None, std_v: list[float] | None,
                    samples: int | None, evaluate: bool, seed: int, progress_bar: bool, reuse_source: bool,
                    form: _SourceForm | None, restore: bool, needs_calib: bool, start: float) -> QuantizeResult:
