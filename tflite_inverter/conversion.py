@@ -1,4 +1,8 @@
-"""``convert``: .tflite -> verified TF2 SavedModel, written atomically."""
+"""``convert``: .tflite -> verified TF2 SavedModel, written atomically.
+
+Dynamic input dims stay dynamic in the SavedModel (None in the signature's TensorSpec where the
+.tflite has -1); ``input_shapes`` (``--input-shape``) only sets the shape verification feeds.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,14 @@ import numpy as np
 
 from . import ir
 from .errors import InterpreterError, OutputExistsError, UsageError, VerificationError
+from .input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
 from .reader import read_model
 from .verify import (
     IOPlan,
     OutputCheck,
     _lsb_scale,
     compare_output,
+    default_shape_error,
     float_tolerance,
     format_checks,
     is_quantized_model,
@@ -91,7 +97,16 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
 
                 a = dequantize_array(a, t.quantization)
             kwargs[name] = tf.constant(a)
-        out = fn(**kwargs)
+        try:
+            out = fn(**kwargs)
+        except tf.errors.InvalidArgumentError as exc:  # e.g. a shape the rebuilt graph rejects
+            from ._tf import error_cause
+
+            usage = None if user_feeds is not None else default_shape_error(plans, error_cause(exc),
+                                                                            "the rebuilt model rejects")
+            if usage is None:
+                raise
+            raise usage from None
         for k, (name, t) in enumerate(zip(p.saved_outputs, p.output_tensors)):
             got = out[name].numpy()
             r = ref[k] if k < len(ref) else np.zeros(0)
@@ -116,9 +131,14 @@ def _replace_dir(tmp: str, out: str) -> None:
 
 def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: bool = False,
             fake_quant: bool = True, inputs: str | None = None, tolerance: float | None = None,
-            verify: bool = True, report: str | None = None, progress: Callable[[str], None] | None = None
-            ) -> ConvertResult:
+            verify: bool = True, report: str | None = None, progress: Callable[[str], None] | None = None,
+            input_shapes: InputShapesArg = None) -> ConvertResult:
     """Rebuild ``model_path`` as a TF2 SavedModel in ``output_dir`` and verify it.
+
+    ``input_shapes``: the shape verification feeds an input with dynamic dims, by input name
+    (``{"audio": (1, 16000)}``; a plain tuple for a single-input model; see :mod:`.input_shapes`).
+    Without it dynamic dims are fed as 1; when the interpreter rejects that, :class:`UsageError`
+    names the inputs and nothing is written.
 
     Raises :class:`UnsupportedOpError` (every unsupported op at once) before building anything,
     :class:`OutputExistsError` if ``output_dir`` exists without ``force``, and
@@ -133,7 +153,8 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
         raise OutputExistsError(f"{output_dir} exists; pass --force to replace it")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"{output_dir} exists and is not a directory")
-    for given, what in ((inputs, "--inputs"), (tolerance, "--tolerance")):
+    shapes = parse_input_shapes(input_shapes)
+    for given, what in ((inputs, "--inputs"), (tolerance, "--tolerance"), (shapes or None, "--input-shape")):
         if given is not None and not verify:
             raise UsageError(f"{what} only applies to verification, which --no-verify turns off; drop one of them")
     if inputs is not None and not os.path.isfile(inputs):
@@ -146,6 +167,10 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
 
     module = make_module(model, RebuildOptions(fake_quant=fake_quant, float_io=float_io))
     plans = io_plans(model, module)
+    if shapes:
+        resolved = iter(resolve_input_shapes(shapes, [r for p in plans for r in p.input_refs()]))
+        for p in plans:
+            p.input_shapes = [next(resolved) for _ in p.input_tensors]
     parent = os.path.dirname(os.path.abspath(output_dir)) or "."
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tflite-inverter-", dir=parent)
