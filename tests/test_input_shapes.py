@@ -115,6 +115,8 @@ def test_signature_scoped_names():
     assert resolve_input_shapes({"x": (5,)}, refs) == [(5,), (5,)]
     assert resolve_input_shapes({"add/x": (5,)}, refs) == [(5,), None]
     assert resolve_input_shapes({None: (5,)}, refs) == [(5,), (5,)]  # each signature has one input
+    with pytest.raises(UsageError, match=r"its inputs are 'add/x' \[\?\], 'sub/x' \[\?\]"):
+        resolve_input_shapes({"y": (5,)}, refs)
 
 
 def test_help_documents_the_flag(capsys):

@@ -41,8 +41,10 @@ class InputRef:
     names: tuple[str, ...]  # every name the input answers to; the first is the one shown
     shape: tuple[int | None, ...]  # None: dynamic dimension
 
-    def describe(self) -> str:
-        return f"{self.names[0]!r} [{', '.join('?' if d is None else str(d) for d in self.shape)}]"
+    def describe(self, scoped: bool = False) -> str:
+        """``'name' [1, ?]`` (``scoped``: ``'signature/name' [1, ?]``)."""
+        name = f"{self.signature}/{self.names[0]}" if scoped and self.signature is not None else self.names[0]
+        return f"{name!r} [{', '.join('?' if d is None else str(d) for d in self.shape)}]"
 
     @property
     def dynamic_dims(self) -> list[int]:
@@ -106,7 +108,7 @@ def parse_input_shapes(value: InputShapesArg) -> Shapes:
 
 def _list_inputs(refs: Sequence[InputRef]) -> str:
     many = len({r.signature for r in refs}) > 1
-    return ", ".join((f"{r.signature}/" if many and r.signature is not None else "") + r.describe() for r in refs)
+    return ", ".join(r.describe(scoped=many) for r in refs)
 
 
 def resolve_input_shapes(given: Shapes, refs: Sequence[InputRef]) -> list[tuple[int, ...] | None]:
@@ -166,7 +168,7 @@ def dynamic_dims_error(refs: Sequence[InputRef], given: Sequence[tuple[int, ...]
     parts = []
     for r in open_refs:
         dims = ", ".join(map(str, r.dynamic_dims))
-        parts.append(f"input {(r.signature + '/') if several and r.signature else ''}{r.describe()} "
+        parts.append(f"input {r.describe(scoped=several)} "
                      f"(dynamic dim{'s' if len(r.dynamic_dims) > 1 else ''} {dims}, fed as "
                      f"{'x'.join(map(str, default_shape(r, None)))})")
     flags = dict.fromkeys(f"{FLAG} {r.names[0]}=" + "x".join("N" if d is None else str(d) for d in r.shape)
