@@ -21,7 +21,7 @@ def convert(model_path: str, output_dir: str, **kwargs):  # noqa: ANN201 - Conve
     """Rebuild ``model_path`` as a verified TF2 SavedModel in ``output_dir``.
 
     See :func:`tflite_inverter.conversion.convert` for the options (``force``, ``float_io``,
-    ``fake_quant``, ``inputs``, ``tolerance``, ``verify``, ``report``, ``progress``). Returns a
+    ``fake_quant``, ``inputs``, ``tolerance``, ``verify``, ``report``, ``progress``, ``input_shapes``). Returns a
     ``ConvertResult`` with one verification row per output.
     """
     from .conversion import convert as _convert

@@ -42,12 +42,21 @@ def main(argv: list[str]) -> int:
             interp = Interpreter(model_path=model_path,
                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
             results = _run(interp, runs, inputs)
-        except Exception:
-            raise first from None
+        except Exception as second:
+            if str(second) == str(first):
+                raise first from None
+            # Both messages, on one line (the parent reports the last line): the built-in kernels
+            # usually say what is wrong (e.g. a shape), XNNPACK only that it failed to reshape.
+            kind = RuntimeError if isinstance(first, RuntimeError) else ValueError
+            raise kind(f"{_one_line(second)} [with the default delegate: {_one_line(first)}]") from None
         kernels = f"built-in kernels (the default delegate failed: {str(first).splitlines()[0][:120]})"
     results["__kernels__"] = np.array(kernels)
     np.savez(out_path, **results)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _run(interp, runs, inputs) -> dict[str, np.ndarray]:

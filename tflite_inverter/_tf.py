@@ -28,3 +28,12 @@ class _LazyModule:
 
 
 tf: Any = _LazyModule("tensorflow")
+
+
+def error_cause(exc: BaseException, limit: int = 300) -> str:
+    """A TensorFlow error in one line: its type and cause, without the "Graph execution error:" head
+    and the Python stack it quotes."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip() and not ln[0].isspace()
+             and not ln.startswith(("Graph execution error", "Detected at node", "<stack traces"))]
+    text = " ".join((lines[-1] if lines else str(exc)).split())
+    return f"{type(exc).__name__}: " + (text if len(text) <= limit else text[:limit] + " ...")

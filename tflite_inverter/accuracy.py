@@ -423,7 +423,8 @@ def _all_tensors(blob: bytes, model: ir.Model, samples: Sequence[dict[str, np.nd
     """Every tensor of the first signature's subgraph after each sample, in the interpreter
     (``experimental_preserve_all_tensors`` keeps the intermediates). Samples are real-valued, keyed
     by signature input name (positional when the model has no signature); quantized inputs are
-    quantized with their own parameters."""
+    quantized with their own parameters. A sample of another size than the stored input shape
+    (dynamic dims, ``--input-shape``) resizes the input."""
     import warnings
 
     from ai_edge_litert.interpreter import Interpreter
@@ -433,20 +434,30 @@ def _all_tensors(blob: bytes, model: ir.Model, samples: Sequence[dict[str, np.nd
     with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
         interp = Interpreter(model_content=bytes(blob), experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
     sg, inputs = _model_inputs(model)
     if sg.index != 0:
         raise ValueError("per-layer comparison reads the main subgraph only")
     out = []
+    allocated: list[tuple[int, ...]] | None = None
     for sample in samples:
         values = list(sample.values())
+        arrays = []
         for k, (name, t) in enumerate(inputs):
             a = np.asarray(sample[name] if name in sample else values[k], dtype=np.float64)
             if t.is_quantized and t.type_name in _LAYER_TYPES:
                 lo, hi = integer_range(t.type_name)
                 q = t.quantization
                 a = np.clip(np.round(a / float(q.scale[0])) + int(q.zero_point[0]), lo, hi)
-            interp.set_tensor(t.index, a.astype(t.dtype).reshape(t.shape))
+            a = a.astype(t.dtype)
+            arrays.append(a.reshape(t.shape) if a.size == int(np.prod(t.shape)) else a)
+        shapes = [a.shape for a in arrays]
+        if shapes != allocated:
+            for (_, t), a in zip(inputs, arrays):
+                interp.resize_tensor_input(t.index, a.shape)
+            interp.allocate_tensors()
+            allocated = shapes
+        for (_, t), a in zip(inputs, arrays):
+            interp.set_tensor(t.index, a)
         interp.invoke()
         got = {}
         for op in sg.operators:

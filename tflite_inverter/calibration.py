@@ -319,8 +319,10 @@ def _images(folder: str, inputs: Sequence[InputSpec], mean: Sequence[float] | No
         raise UsageError(f"--calib {folder}: input {spec.name!r} has shape {spec.describe()}; an image folder needs "
                          "an image input [1, H, W, C] or [H, W, C] (NHWC)")
     if h is None or w is None:
+        hint = "x".join([*(["1"] if batched else []), "H", "W", "C" if c is None else str(c)])
         raise UsageError(f"--calib {folder}: input {spec.name!r} has shape {spec.describe()}: the image size is "
-                         "dynamic, so images cannot be resized to it; give an .npy of prepared samples")
+                         f"dynamic, so images cannot be resized to it; set it with --input-shape {spec.name}={hint} "
+                         "(or give an .npy of prepared samples)")
     if c not in (1, 3, 4):
         raise UsageError(f"--calib {folder}: input {spec.name!r} has {c} channels; images give 1 (L), 3 (RGB) "
                          "or 4 (RGBA)")

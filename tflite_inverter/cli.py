@@ -25,6 +25,16 @@ EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 uns
 (TFLITE_INVERTER_MEMORY_LIMIT, e.g. 8G; TFLITE_INVERTER_TIMEOUT, seconds), 130 interrupted, 143 terminated"""
 
 
+def add_input_shape_flag(p: argparse.ArgumentParser, used_for: str) -> None:
+    """``--input-shape``, shared by convert and quantize (parsed by :mod:`.input_shapes`)."""
+    p.add_argument("--input-shape", action="append", default=None, metavar="[NAME=]D1xD2...",
+                   help=f"the shape to feed an input with dynamic dims ('?' in `inspect`) for {used_for}, e.g. "
+                   "audio=1x16000; repeat per input; NAME (the input's TFLite or SavedModel signature name, like "
+                   "--inputs keys; SIGNATURE/NAME for one signature) may be omitted for a single-input model. Must "
+                   "have the input's rank and agree with its static dims; the written model keeps the dims dynamic. "
+                   "Default: each dynamic dim is 1")
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from .reader import read_model
     from .report import build_report, render_report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import EPILOG
+from .cli import EPILOG, add_input_shape_flag
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -13,7 +13,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     result = convert(args.model, args.output, force=args.force, float_io=args.float_io,
                      fake_quant=not args.no_fake_quant, inputs=args.inputs, tolerance=args.tolerance,
-                     verify=not args.no_verify, report=args.report, progress=_stderr)
+                     verify=not args.no_verify, report=args.report, progress=_stderr,
+                     input_shapes=args.input_shape)
     if result.verified:
         print(format_checks(result.checks))
     print(f"SavedModel written to {result.output_dir} (signatures: {', '.join(result.signatures)}; "
@@ -39,6 +40,7 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inputs", metavar="X.npz",
                    help="verification inputs: .npz keyed by input name, or .npy for a single input "
                    "(default: seeded random inputs)")
+    add_input_shape_flag(p, "verification")
     p.add_argument("--tolerance", type=float, default=None, metavar="T",
                    help="float outputs pass when max abs error <= T x max|reference| (default 1e-4, or the "
                    "stated fp16/hybrid tolerance; without T, float outputs of quantized models are judged in LSBs "

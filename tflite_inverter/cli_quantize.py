@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import EPILOG
+from .cli import EPILOG, add_input_shape_flag
 
 
 def _stderr(msg: str) -> None:
@@ -18,7 +18,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     result = quantize(args.source, args.output, calib=args.calib, dtype=args.dtype, io=args.io,
                       granularity=args.granularity, target=args.target, mean=args.mean, std=args.std,
                       samples=args.samples, report=args.report, force=args.force, progress=_stderr,
-                      progress_bar=sys.stderr.isatty())
+                      progress_bar=sys.stderr.isatty(), input_shapes=args.input_shape)
     print(result.format_text())
     print(f"{result.dtype} model written to {result.output} ({result.size_after} bytes; "
           f"{result.seconds.get('total', 0.0):.1f} s)" + (f"; report: {args.report}" if args.report else ""))
@@ -74,6 +74,8 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mean", metavar="M", default=None,
                    help="image normalization: real = (pixel - M) / S; one value or one per channel (\"a,b,c\")")
     p.add_argument("--std", metavar="S", default=None, help="see --mean")
+    add_input_shape_flag(p, "calibration (--calib random, image folders, checking .npy/.npz samples) and "
+                         "evaluation")
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="use the first N samples (with 'random': make N)")
     p.add_argument("--report", metavar="R.json", help="also write the report as JSON")

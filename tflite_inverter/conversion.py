@@ -1,4 +1,8 @@
-"""``convert``: .tflite -> verified TF2 SavedModel, written atomically."""
+"""``convert``: .tflite -> verified TF2 SavedModel, written atomically.
+
+Dynamic input dims stay dynamic in the SavedModel (None in the signature's TensorSpec where the
+.tflite has -1); ``input_shapes`` (``--input-shape``) only sets the shape verification feeds.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +17,14 @@ import numpy as np
 
 from . import _io, ir
 from .errors import InterpreterError, UsageError, VerificationError
+from .input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
 from .reader import read_model
 from .verify import (
     IOPlan,
     OutputCheck,
     _lsb_scale,
     compare_output,
+    default_shape_error,
     float_tolerance,
     format_checks,
     is_quantized_model,
@@ -88,7 +94,16 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
 
                 a = dequantize_array(a, t.quantization)
             kwargs[name] = tf.constant(a)
-        out = fn(**kwargs)
+        try:
+            out = fn(**kwargs)
+        except tf.errors.InvalidArgumentError as exc:  # e.g. a shape the rebuilt graph rejects
+            from ._tf import error_cause
+
+            usage = None if user_feeds is not None else default_shape_error(plans, error_cause(exc),
+                                                                            "the rebuilt model rejects")
+            if usage is None:
+                raise
+            raise usage from None
         for k, (name, t) in enumerate(zip(p.saved_outputs, p.output_tensors)):
             got = out[name].numpy()
             r = ref[k] if k < len(ref) else np.zeros(0)
@@ -102,9 +117,14 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
 
 def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: bool = False,
             fake_quant: bool = True, inputs: str | None = None, tolerance: float | None = None,
-            verify: bool = True, report: str | None = None, progress: Callable[[str], None] | None = None
-            ) -> ConvertResult:
+            verify: bool = True, report: str | None = None, progress: Callable[[str], None] | None = None,
+            input_shapes: InputShapesArg = None) -> ConvertResult:
     """Rebuild ``model_path`` as a TF2 SavedModel in ``output_dir`` and verify it.
+
+    ``input_shapes``: the shape verification feeds an input with dynamic dims, by input name
+    (``{"audio": (1, 16000)}``; a plain tuple for a single-input model; see :mod:`.input_shapes`).
+    Without it dynamic dims are fed as 1; when the interpreter rejects that, :class:`UsageError`
+    names the inputs and nothing is written.
 
     Raises :class:`UnsupportedOpError` (every unsupported op at once) before building anything,
     :class:`OutputExistsError` if ``output_dir`` exists (and is not an empty folder) without ``force``,
@@ -120,7 +140,8 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     start = time.time()
     _io.check_output_dir(output_dir, force)
     _io.check_output_file(report, force)
-    for given, what in ((inputs, "--inputs"), (tolerance, "--tolerance")):
+    shapes = parse_input_shapes(input_shapes)
+    for given, what in ((inputs, "--inputs"), (tolerance, "--tolerance"), (shapes or None, "--input-shape")):
         if given is not None and not verify:
             raise UsageError(f"{what} only applies to verification, which --no-verify turns off; drop one of them")
     if inputs is not None and not os.path.isfile(inputs):
@@ -133,7 +154,8 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     try:
         result, unverified = run_isolated(
             _build_and_verify, dict(model_path=os.path.abspath(model_path), saved_dir=tmp, float_io=float_io,
-                                    fake_quant=fake_quant, inputs=inputs, tolerance=tolerance, verify=verify),
+                                    fake_quant=fake_quant, inputs=inputs, tolerance=tolerance, verify=verify,
+                                    shapes=shapes),
             model=model_path, what="rebuilding the graph", progress=progress)
         result.output_dir = output_dir
         _io.publish_dir(tmp, output_dir)
@@ -153,7 +175,7 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
 
 
 def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quant: bool, inputs: str | None,
-                      tolerance: float | None, verify: bool) -> tuple[ConvertResult, str | None]:
+                      tolerance: float | None, verify: bool, shapes: Any = None) -> tuple[ConvertResult, str | None]:
     """The TensorFlow part of :func:`convert`, run in the child process: rebuild, save into
     ``saved_dir``, verify. Returns the result and, when the interpreter could not run the original,
     why (the SavedModel is still complete)."""
@@ -165,6 +187,10 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
     model = read_model(model_path)
     module = make_module(model, RebuildOptions(fake_quant=fake_quant, float_io=float_io))
     plans = io_plans(model, module)
+    if shapes:
+        resolved = iter(resolve_input_shapes(shapes, [r for p in plans for r in p.input_refs()]))
+        for p in plans:
+            p.input_shapes = [next(resolved) for _ in p.input_tensors]
     report_progress("saving SavedModel")
     fault_point("save")
     tf.saved_model.save(module, saved_dir, signatures=dict(module.concrete))

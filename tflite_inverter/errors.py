@@ -53,9 +53,16 @@ class VerificationError(InverterError):
 
 
 class InterpreterError(InverterError):
-    """The TFLite interpreter could not load or run the original model (it may even crash)."""
+    """The TFLite interpreter could not load or run the original model (it may even crash).
+
+    ``reason``: the interpreter's own words (or the signal), when known.
+    """
 
     exit_code = 7
+
+    def __init__(self, message: str, reason: str | None = None):
+        self.reason = reason
+        super().__init__(message)
 
 
 class OutputExistsError(InverterError):

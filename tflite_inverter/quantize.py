@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,13 @@ from .accuracy import (
 )
 from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
 from .errors import InterpreterError, InverterError, OutputExistsError, UnsupportedOpError, UsageError
+from .input_shapes import (
+    InputRef,
+    InputShapesArg,
+    dynamic_dims_error,
+    parse_input_shapes,
+    resolve_input_shapes,
+)
 from .interface import restore_interface
 
 DTYPES = ("int8", "uint8", "int16x8", "float16", "dynamic", "float32")
@@ -359,10 +366,54 @@ def _dir_size(path: str) -> int:
     return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(path) for f in fs)
 
 
-def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: bool = False) -> _Source:
+def _with_input_shapes(sigs: list[_Sig], input_shapes: InputShapesArg) -> list[_Sig]:
+    """``sigs`` with each input's dynamic dims set where ``input_shapes`` (``--input-shape``) gives
+    them: calibration, the converter's samples and evaluation then use that shape (the converted
+    model keeps the dims dynamic)."""
+    shapes = parse_input_shapes(input_shapes)
+    if not shapes:
+        return sigs
+    refs = [InputRef(sig.key, (s.name, *s.aliases), s.shape)
+            for sig in sigs for s in sig.inputs]
+    resolved = iter(resolve_input_shapes(shapes, refs))
+    for sig in sigs:
+        sig.inputs = [s if (g := next(resolved)) is None else replace(s, shape=g) for s in sig.inputs]
+    return sigs
+
+
+def _check_default_shapes(src: _Source, *samples_by_sig: dict[str, list[list[np.ndarray]]]) -> None:
+    """Run the float model once on a sample whose dynamic dims were fed as 1 (``--calib random``,
+    the random evaluation inputs; no ``--input-shape``): a model that rejects that shape is a
+    :class:`UsageError` naming the inputs and the flag, not a converter failure later on."""
+    for sig in src.sigs:
+        sample = next((s[sig.key][0] for s in samples_by_sig if s.get(sig.key)), None)
+        if sample is None:
+            continue
+        shaped = [None not in spec.shape or any(d is None and g != 1 for d, g in zip(spec.shape, a.shape))
+                  for spec, a in zip(sig.inputs, sample)]  # False: dynamic dims fed as 1
+        if all(shaped):
+            continue
+        from ._tf import error_cause, tf
+
+        try:
+            sig.reference(**{s.name: tf.constant(a) for s, a in zip(sig.inputs, sample)})
+        except Exception as exc:  # noqa: BLE001 - TensorFlow raises several kinds for a rejected shape
+            refs = [InputRef(sig.key, (s.name, *s.aliases), s.shape) for s in sig.inputs]
+            given = [tuple(a.shape) if ok else None for a, ok in zip(sample, shaped)]
+            err = dynamic_dims_error(refs, given, error_cause(exc), "the float model rejects",
+                                     " (or give --calib samples of that shape)")
+            if err is not None:
+                raise err from None
+
+
+def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: bool = False,
+                 input_shapes: InputShapesArg = None) -> _Source:
     """The source as a float SavedModel. ``range_ops``: a quantized .tflite keeps its recorded
-    activation ranges as fake-quant ops (requantizing with the source's own ranges)."""
+    activation ranges as fake-quant ops (requantizing with the source's own ranges).
+    ``input_shapes``: see :func:`_with_input_shapes`."""
     from ._tf import tf
+
+    parse_input_shapes(input_shapes)  # format errors before any TensorFlow work
 
     if os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
@@ -384,7 +435,7 @@ def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: b
                                      ".tflite)")
                 inputs.append(InputSpec(name, tuple(spec.shape.as_list()), dt))
             sigs.append(_Sig(key, inputs, list(fn.structured_outputs.keys()), fn))
-        first = sigs[0]
+        first = _with_input_shapes(sigs, input_shapes)[0]
         src = _Source("saved_model", path, path, keys, first.inputs, first.outputs, first.reference, _dir_size(path),
                       False, sigs=sigs)
         src._keep = loaded  # type: ignore[attr-defined]  # the function needs its variables alive
@@ -402,7 +453,7 @@ def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: b
     module = make_module(model, options)
     sigs = [_Sig(plan.key, _plan_inputs(plan), [s.name for s in plan.outputs], module.concrete[plan.key], plan)
             for plan in module.plans]
-    first = sigs[0]
+    first = _with_input_shapes(sigs, input_shapes)[0]
     tmp = tempfile.mkdtemp(prefix="tflite-inverter-quantize-")
     try:
         tf.saved_model.save(module, tmp, signatures=dict(module.concrete))
@@ -1045,11 +1096,15 @@ def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dic
     rsg = res.main
     rng = np.random.default_rng(seed)
     src_runs, res_runs = [], []
+    shapes = {io.tensor.index: spec.shape for io, spec in zip(src.plan.inputs, src.inputs)}  # --input-shape
     for _ in range(n):
         by_tensor = {}
         for ti in ssg.inputs:
             t = ssg.tensors[ti]
-            shape = [d if d > 0 else 1 for d in t.shape_signature] if t.shape_signature else list(t.shape)
+            if ti in shapes and None not in shapes[ti]:
+                shape = list(shapes[ti])
+            else:
+                shape = [d if d > 0 else 1 for d in t.shape_signature] if t.shape_signature else list(t.shape)
             if t.is_quantized and t.type_name in (*EIGHT_BIT, "INT16"):
                 lo, hi = integer_range(t.type_name)
                 by_tensor[ti] = rng.integers(lo, hi + 1, shape).astype(t.dtype)
@@ -1186,8 +1241,8 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
              io: str | None = None, granularity: str | None = None, target: str | None = None,
              mean: str | Sequence[float] | float | None = None, std: str | Sequence[float] | float | None = None,
              samples: int | None = None, report: str | None = None, force: bool = False, evaluate: bool = True,
-             seed: int = 0, progress: Callable[[str], None] | None = None, progress_bar: bool = False
-             ) -> QuantizeResult:
+             seed: int = 0, progress: Callable[[str], None] | None = None, progress_bar: bool = False,
+             input_shapes: InputShapesArg = None) -> QuantizeResult:
     """Re-quantize ``source`` (.tflite or SavedModel) into ``output`` (.tflite) and measure the result.
 
     ``calib``: ``.npy`` (one input), ``.npz`` (keyed by input name), a folder of images, or
@@ -1201,6 +1256,11 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     graph that is a lossless round trip, and the report compares the result with the SOURCE in the
     interpreter (outputs in source LSBs, every constant bit for bit). Sources with other activation
     schemes (int16x8, per-channel activations, float ops) are refused: they need ``calib``.
+
+    ``input_shapes`` (``--input-shape``): the shape of inputs with dynamic dims for calibration
+    (``"random"``, image folders, checking ``.npy``/``.npz`` samples) and evaluation, by input name
+    (``{"audio": (1, 16000)}``, or a plain tuple for a single-input model; see
+    :mod:`.input_shapes`); the result keeps the dims dynamic. Default: each dynamic dim is 1.
 
     Raises :class:`UsageError` for bad arguments or calibration data (nothing is written),
     :class:`OutputExistsError` when ``output`` or ``report`` exists without ``force``,
@@ -1239,6 +1299,7 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     else:
         io_in, io_out = _resolve_io(dtype, io, target, _source_io(source))
     mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
+    parse_input_shapes(input_shapes)  # format errors before the TensorFlow child starts
     for path in (output, report):
         if path and os.path.exists(path) and not force:
             raise OutputExistsError(f"{path} exists; pass --force to replace it")
@@ -1263,7 +1324,8 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
                                  io_in=io_in, io_out=io_out, granularity=granularity, target=target, mean_v=mean_v,
                                  std_v=std_v, samples=samples, evaluate=evaluate, seed=seed,
                                  progress_bar=progress_bar, reuse_source=reuse is not None, form=form,
-                                 restore=restore, needs_calib=needs_calib, start=start),
+                                 restore=restore, needs_calib=needs_calib, start=start,
+                                 input_shapes=input_shapes),
             model=source, what="rebuilding the source", progress=progress)
         _io.publish_file(tmp_path, output)
     except BaseException:
@@ -1279,7 +1341,8 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
                    io_in: str, io_out: str,
                    granularity: str, target: str | None, mean_v: list[float] | None, std_v: list[float] | None,
                    samples: int | None, evaluate: bool, seed: int, progress_bar: bool, reuse_source: bool,
-                   form: _SourceForm | None, restore: bool, needs_calib: bool, start: float) -> QuantizeResult:
+                   form: _SourceForm | None, restore: bool, needs_calib: bool, start: float,
+                   input_shapes: InputShapesArg = None) -> QuantizeResult:
     """The TensorFlow part of :func:`quantize`, run in the child process (:mod:`.isolation`): rebuild
     the source, calibrate and convert, write the result into ``tmp_path`` (the parent renames it into
     place), evaluate it."""
@@ -1291,7 +1354,7 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
     reuse = read_model(source) if reuse_source else None
     timings: dict[str, float] = {}
     t0 = time.time()
-    src = _load_source(source, progress, range_ops=reuse is not None)
+    src = _load_source(source, progress, range_ops=reuse is not None, input_shapes=input_shapes)
     try:
         timings["load"] = time.time() - t0
         if reuse is not None and len(src.keys) > 1:
@@ -1346,6 +1409,7 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
             held = held_by_sig[src.keys[0]]
             result.calibration = {"kind": "none"}
             result.evaluated_on = f"{len(held)} random inputs in [-1, 1] (no --calib given)"
+        _check_default_shapes(src, calib_by_sig, held_by_sig)
         feeds = [(sig, calib_by_sig.get(sig.key, [])) for sig in src.sigs]
 
         per_tensor = granularity == "per-tensor"

@@ -4,6 +4,11 @@ The interpreter runs in a child process (:mod:`._interp_child`): it can crash on
 crash must end in a clear message, not take the tool down. Both sides get the same seeded inputs
 (or the user's), and every output is compared: max abs error, max relative error, and for quantized
 outputs the error in LSBs (steps of the output's scale).
+
+Dynamic input dims (-1 in ``shape_signature``) are fed at the shape ``--input-shape`` gives
+(:attr:`IOPlan.input_shapes`, see :mod:`.input_shapes`), else as 1; when the interpreter rejects
+that default, :func:`reference_outputs` raises a :class:`UsageError` naming the dynamic inputs and
+the flag, not an :class:`InterpreterError`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import numpy as np
 
 from . import ir
 from .errors import InterpreterError, UsageError
+from .input_shapes import InputRef, default_shape, dims_of, dynamic_dims_error
 
 #: Float outputs of float models: max abs error <= FLOAT_TOL * max|reference| (issue acceptance).
 FLOAT_TOL = 1e-4
@@ -60,14 +66,28 @@ class IOPlan:
     input_tensors: list[ir.Tensor]
     output_tensors: list[ir.Tensor]
     input_dtypes: list[np.dtype]  # dtypes at the rebuilt model's boundary
+    input_shapes: list[tuple[int, ...] | None] | None = None  # --input-shape per input (None: not given)
+
+    def input_refs(self) -> list[InputRef]:
+        """The inputs as :func:`.input_shapes.resolve_input_shapes` sees them (TFLite, SavedModel and
+        tensor names)."""
+        refs = []
+        for k, t in enumerate(self.input_tensors):
+            names = [n for n in (self.tflite_inputs[k] if k < len(self.tflite_inputs) else None,
+                                 self.saved_inputs[k] if k < len(self.saved_inputs) else None, t.name) if n]
+            refs.append(InputRef(self.signature, tuple(dict.fromkeys(names)), dims_of(t.shape_signature or t.shape)))
+        return refs
+
+    def given_shapes(self) -> list[tuple[int, ...] | None]:
+        return list(self.input_shapes) if self.input_shapes is not None else [None] * len(self.input_tensors)
 
 
 def random_inputs(plan: IOPlan, seed: int = 0) -> list[np.ndarray]:
     """Seeded inputs that exercise each input's range (integers over the full quantized range)."""
     rng = np.random.default_rng(seed)
     out = []
-    for t in plan.input_tensors:
-        shape = tuple(d if d >= 0 else 1 for d in (t.shape_signature or t.shape))
+    for t, ref, given in zip(plan.input_tensors, plan.input_refs(), plan.given_shapes()):
+        shape = default_shape(ref, given)
         name = t.type_name
         if name in ("FLOAT32", "FLOAT16", "FLOAT64"):
             a = rng.uniform(-1.0, 1.0, size=shape).astype(t.dtype)
@@ -110,11 +130,14 @@ def load_inputs(path: str, plan: IOPlan) -> list[np.ndarray]:
                 arrays.append(data[data.files[0]])
             else:
                 raise UsageError(f"--inputs {path}: no array for input {sn!r} (has: {', '.join(data.files)})")
-    for a, t in zip(arrays, plan.input_tensors):
+    for a, t, given in zip(arrays, plan.input_tensors, plan.given_shapes()):
         want = t.shape_signature or t.shape
         if len(a.shape) != len(want) or any(w >= 0 and w != g for w, g in zip(want, a.shape)):
             raise UsageError(f"--inputs {path}: input {t.name!r} has shape {list(a.shape)}, the model expects "
                              f"{list(want)}")
+        if given is not None and tuple(a.shape) != given:
+            raise UsageError(f"--inputs {path}: input {t.name!r} has shape {list(a.shape)}, --input-shape says "
+                             f"{'x'.join(map(str, given))}; drop one of them or make them agree")
     return [np.asarray(a).astype(t.dtype) for a, t in zip(arrays, plan.input_tensors)]
 
 
@@ -140,13 +163,14 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
             raise InterpreterError(f"the TFLite interpreter did not finish within {timeout:.0f} s") from None
         if proc.returncode != 0:
             if proc.returncode < 0:
-                why = f"crashed with signal {-proc.returncode}"
+                why = reason = f"crashed with signal {-proc.returncode}"
             else:
                 lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
                 last = lines[-1] if lines else f"exit code {proc.returncode}"
-                why = "failed: " + (last if len(last) <= 300 else last[:300] + " ...")
+                reason = last if len(last) <= 300 else last[:300] + " ..."
+                why = "failed: " + reason
             raise InterpreterError(f"the TFLite interpreter {why} while running the original model "
-                                   f"{os.path.basename(model_path)}; it cannot serve as the reference")
+                                   f"{os.path.basename(model_path)}; it cannot serve as the reference", reason=reason)
         data = np.load(out_path, allow_pickle=False)
         if info is not None and "__kernels__" in data:
             info["kernels"] = str(data["__kernels__"])
@@ -168,6 +192,11 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
     Random integer inputs can be out of range for the model (indices, counts). When the interpreter
     rejects them, the run is repeated once with every non-quantized integer input set to 0 (always a
     valid index), and a note says so.
+
+    When the interpreter rejects random inputs whose dynamic dims were fed as 1 (no
+    ``--input-shape`` for them), that is a :class:`UsageError` naming those inputs and the flag,
+    unless it lacks an op (an unresolved custom or Flex op fails at any shape): the reference is
+    missing, not the model's fault.
     """
     notes: list[str] = []
     info: dict[str, str] = {}
@@ -179,20 +208,45 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
                                        for p, f in zip(plans, fs)], info=info)
 
     try:
-        refs = run(feeds)
+        try:
+            refs = run(feeds)
+        except InterpreterError as exc:
+            int_inputs = [(k, j) for k, p in enumerate(plans) for j, t in enumerate(p.input_tensors)
+                          if t.dtype.kind in "iu" and not t.is_quantized]
+            if user or not int_inputs:
+                raise
+            feeds = [list(f) for f in feeds]
+            for k, j in int_inputs:
+                feeds[k][j] = np.zeros_like(feeds[k][j])
+            refs = run(feeds)
+            notes.append(f"integer inputs set to 0: the interpreter rejected random ones ({str(exc)[:160]})")
     except InterpreterError as exc:
-        int_inputs = [(k, j) for k, p in enumerate(plans) for j, t in enumerate(p.input_tensors)
-                      if t.dtype.kind in "iu" and not t.is_quantized]
-        if user or not int_inputs:
+        usage = None if user or lacks_an_op(str(exc)) else default_shape_error(plans, exc.reason or str(exc))
+        if usage is None:
             raise
-        feeds = [list(f) for f in feeds]
-        for k, j in int_inputs:
-            feeds[k][j] = np.zeros_like(feeds[k][j])
-        refs = run(feeds)
-        notes.append(f"integer inputs set to 0: the interpreter rejected random ones ({str(exc)[:160]})")
+        raise usage from None
     if info.get("kernels", "").startswith("built-in"):
         notes.append(f"reference from the interpreter's {info['kernels']}")
     return feeds, refs, notes
+
+
+def default_shape_error(plans: list[IOPlan], why: str, what: str = "the TFLite interpreter rejected"
+                        ) -> UsageError | None:
+    """The usage error for a run on random inputs that failed (``why``) while some dynamic dims were
+    fed as 1 for want of ``--input-shape``; None when there is none such."""
+    return dynamic_dims_error([r for p in plans for r in p.input_refs()], [g for p in plans for g in p.given_shapes()],
+                              why, what)
+
+
+#: Interpreter messages that mean an op is missing from the runtime, whatever the input shape.
+_MISSING_OP_MESSAGES = ("unresolved custom op", "select tensorflow op", "flex delegate", "is not supported by "
+                        "this interpreter", "didn't find op for builtin opcode")
+
+
+def lacks_an_op(message: str) -> bool:
+    """True when an interpreter failure says an op is missing (not a shape the model rejects)."""
+    low = message.lower()
+    return any(m in low for m in _MISSING_OP_MESSAGES)
 
 
 def _lsb_scale(model: ir.Model, sg: ir.Subgraph, t: ir.Tensor) -> float | None:
