@@ -44,7 +44,9 @@ class UnsupportedOpError(InverterError):
 
 
 class VerificationError(InverterError):
-    """The rebuilt model does not reproduce the original within tolerance."""
+    """A written result fails its check: a rebuilt output over its rule's threshold (``convert``), or
+    a bound of the ``quantize`` report (a float op left in an integer model, a uint8 result that
+    does not run, a reused-ranges result beyond 1 LSB of the source, ...)."""
 
     exit_code = 6
 
@@ -53,6 +55,13 @@ class InterpreterError(InverterError):
     """The TFLite interpreter could not load or run the original model (it may even crash)."""
 
     exit_code = 7
+
+
+class NotVerifiedError(InverterError):
+    """The result was written, but the verifier compared nothing (the model has no output the
+    interpreter returns), so it is NOT verified: an empty comparison is not a pass."""
+
+    exit_code = 9
 
 
 class OutputExistsError(InverterError):
