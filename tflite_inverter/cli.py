@@ -4,7 +4,9 @@ Commands: inspect (op coverage, NPU placement), convert (.tflite -> verified Sav
 (full-integer int8/uint8 and other forms, with an accuracy report).
 
 Exit codes: 0 success; 2 usage; 3 unreadable file; 4 invalid model; 5 unsupported ops;
-6 verification over tolerance; 7 the TFLite interpreter failed on the original; 8 output exists.
+6 a written result fails its check (convert: an output over its rule's threshold; quantize: a check
+of the report); 7 the TFLite interpreter cannot run the original, so the written result is not
+verified; 8 output exists; 9 nothing to compare, so the written result is not verified.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from . import __version__
 from .errors import InverterError
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
-6 verification over tolerance, 7 interpreter failed on the original, 8 output exists (use --force)"""
+6 check failed: convert: an output over its rule's threshold; quantize: a check of the report (float op
+left, uint8 result without kernel or not running, reused ranges: activations/weights not the source's
+or an output element beyond 1 LSB of the source); the output is still written,
+7 the interpreter cannot run the original (output written, NOT verified), 8 output exists (use --force),
+9 no output to compare (output written, NOT verified)"""
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

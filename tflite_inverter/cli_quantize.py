@@ -38,7 +38,9 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
         "An already-quantized .tflite given without --calib is requantized with its own recorded scales and zero "
         "points ('reuse source ranges'): same form as the source by default (int8 or all-uint8, per-channel or "
         "per-tensor weights, its I/O types), weights bit-identical, and the result is compared with the SOURCE "
-        "in the interpreter (outputs in source LSBs, every constant bit for bit).",
+        "in the interpreter (outputs in source LSBs, every constant bit for bit). "
+        "Every bound the report checks is listed as 'check NAME: ok/FAIL'; a failed one exits 6 (7 when the "
+        "interpreter could not run the comparison) with the model still written.",
         epilog=EPILOG)
     p.add_argument("source", help="a .tflite file or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="the .tflite to write")
