@@ -61,8 +61,9 @@ def _summary(checks: list[Any]) -> str:
         elif c.rule == "float":
             rel = c.max_abs_err / max(c.ref_max_abs, 1e-12)
             gov = "spread" if c.threshold["spread_term"] > c.threshold["relative_term"] else "1e-4"
+            alt = c.measured.get("max_abs_err_vs_builtin_kernels")
             parts.append(f"{c.name}: float abs {c.max_abs_err:.2g} ({rel:.1g} of max) <= {c.threshold['max_abs_err']:.2g}"
-                         f" ({gov})")
+                         f" ({gov}" + (f"; {alt:.2g} from the built-in kernels)" if gov == "spread" else ")"))
         else:
             parts.append(f"{c.name}: {c.tolerance}")
         if c.nonfinite_mismatches:

@@ -56,6 +56,7 @@ def test_float_rule_widens_to_the_measured_reference_spread_only(err, ok):
     assert c.reference_spread == pytest.approx(5e-3)
     assert c.threshold["max_abs_err"] == pytest.approx(5e-3)
     assert "spread governs" in c.tolerance
+    assert c.measured["max_abs_err_vs_builtin_kernels"] == pytest.approx(max(err, 5e-3))
 
 
 def test_a_spread_below_the_relative_term_changes_nothing():
