@@ -7,7 +7,9 @@ run the rebuilt model on the same inputs (in-process, or through a saved SavedMo
 ``convert`` does); compare output by output. Status is one of: ``match``, ``MISMATCH``,
 ``unsupported`` (ops we do not rebuild, named), ``refused`` (ops nobody can rebuild, named with the
 reason), ``rebuilt, no reference`` (the stock interpreter cannot run the original: only the rebuild
-is attempted), ``invalid``.
+is attempted), ``not verified`` (no output to compare: never a match), ``invalid``. The rules are
+those of :mod:`tflite_inverter.verify` (the reference spread is measured with the interpreter's
+built-in kernels, as ``convert`` does).
 """
 
 from __future__ import annotations
@@ -31,13 +33,7 @@ sys.path.insert(0, str(ROOT))
 from tflite_inverter.errors import InterpreterError, InverterError  # noqa: E402
 from tflite_inverter.ops import registry  # noqa: E402
 from tflite_inverter.reader import read_model  # noqa: E402
-from tflite_inverter.verify import (  # noqa: E402
-    _lsb_scale,
-    compare_output,
-    float_tolerance,
-    is_quantized_model,
-    reference_outputs,
-)
+from tflite_inverter.verify import compare_plan, pct, reference_outputs  # noqa: E402
 
 CORPUS = Path(os.environ.get("TFLITE_INVERTER_CORPUS", ROOT.parent / "shared" / "models"))
 
@@ -56,15 +52,23 @@ class Row:
 
 
 def _summary(checks: list[Any]) -> str:
+    """Per output: the rule, the measured value and its threshold."""
     parts = []
     for c in checks:
-        if c.max_lsb is not None:
-            parts.append(f"{c.name}: {c.max_lsb:.0f} LSB max, {100 * c.within_1_lsb:.1f}% <=1")
-        elif c.exact_fraction is not None:
-            parts.append(f"{c.name}: {100 * c.exact_fraction:.1f}% equal")
-        else:
+        if c.rule == "lsb":
+            parts.append(f"{c.name}: lsb {c.max_lsb:.3g} max (<= 2), {pct(c.within_1_lsb)} <=1 (>= 99%)")
+        elif c.rule == "exact":
+            parts.append(f"{c.name}: exact {pct(c.exact_fraction)} equal")
+        elif c.rule == "float":
             rel = c.max_abs_err / max(c.ref_max_abs, 1e-12)
-            parts.append(f"{c.name}: abs {c.max_abs_err:.2g} ({rel:.1g} of max)")
+            gov = "spread" if c.threshold["spread_term"] > c.threshold["relative_term"] else "1e-4"
+            alt = c.measured.get("max_abs_err_vs_builtin_kernels")
+            parts.append(f"{c.name}: float abs {c.max_abs_err:.2g} ({rel:.1g} of max) <= {c.threshold['max_abs_err']:.2g}"
+                         f" ({gov}" + (f"; {alt:.2g} from the built-in kernels)" if gov == "spread" else ")"))
+        else:
+            parts.append(f"{c.name}: {c.tolerance}")
+        if c.nonfinite_mismatches:
+            parts[-1] += f", {c.nonfinite_mismatches} NaN/inf differ"
     return "; ".join(parts)
 
 
@@ -104,7 +108,8 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
         return Row(name, "CRASH", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
                    seconds=time.time() - start)
     try:
-        feeds, refs, notes = reference_outputs(str(path), plans, None)
+        spread: list[Any] = []
+        feeds, refs, notes = reference_outputs(str(path), plans, None, spread=spread)
     except InterpreterError as exc:
         return Row(name, "rebuilt, no reference", f"rebuilt; {str(exc)[:200]}", seconds=time.time() - start)
     try:
@@ -120,20 +125,11 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
     except Exception as exc:  # noqa: BLE001 - a bug of ours: put it in the table
         return Row(name, "CRASH", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
                    seconds=time.time() - start)
-    quantized = is_quantized_model(model)
-    tolerance, why = float_tolerance(model)
-    if why:
-        notes.append(why.split(":")[0])
-    checks = []
-    for p, ref, out in zip(plans, refs, outs):
-        sg = model.subgraphs[0] if p.signature is None else model.subgraphs[
-            next(s.subgraph_index for s in model.signatures if s.key == p.signature)]
-        for k, (oname, t) in enumerate(zip(p.saved_outputs, p.output_tensors)):
-            checks.append(compare_output(p.key, oname, ref[k], out[oname].numpy(), t, _lsb_scale(model, sg, t),
-                                         quantized, tolerance))
-    ok = all(c.passed for c in checks)
+    checks = [c for p, ref, out, alt in zip(plans, refs, outs, spread) for c in compare_plan(model, p, ref, out, alt)]
+    ok = bool(checks) and all(c.passed for c in checks)  # nothing compared is not a match
     detail = _summary(checks) + "".join(f" [{n}]" for n in notes)
-    return Row(name, "match" if ok else "MISMATCH", detail, [c.to_json() for c in checks], time.time() - start)
+    status = "match" if ok else "MISMATCH" if checks else "not verified"
+    return Row(name, status, detail or "no output to compare", [c.to_json() for c in checks], time.time() - start)
 
 
 def supervised_rows(files: list[Path], onednn: str | None = None, save: bool = False,

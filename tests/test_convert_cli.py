@@ -11,7 +11,13 @@ import tensorflow as tf
 
 from tflite_inverter import convert
 from tflite_inverter.cli import main
-from tflite_inverter.errors import InterpreterError, OutputExistsError, UnsupportedOpError, VerificationError
+from tflite_inverter.errors import (
+    InterpreterError,
+    NotVerifiedError,
+    OutputExistsError,
+    UnsupportedOpError,
+    VerificationError,
+)
 from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import check_supported
 
@@ -86,9 +92,85 @@ def test_cli_convert_prints_the_error_table_and_writes_a_report(float_model, tmp
     code = main(["convert", float_model, "-o", str(tmp_path / "sm"), "--report", str(report)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "max abs err" in out and "ok" in out
+    head = out.splitlines()[0].split()
+    assert head[3:6] == ["rule", "threshold", "measured"] and "float" in out and "ok" in out
     data = json.loads(report.read_text())
-    assert data["passed"] is True and data["outputs"][0]["max_abs_err"] <= 1e-5
+    row = data["outputs"][0]
+    assert data["passed"] is True and row["max_abs_err"] <= 1e-5
+    assert row["rule"] == "float" and row["measured"]["max_abs_err"] == row["max_abs_err"]
+    assert row["threshold"]["max_abs_err"] == pytest.approx(max(1e-4 * row["ref_max_abs"], row["reference_spread"]))
+
+
+def _builtin_kernels(model: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output 0 of ``model`` from the interpreter's default kernels and from its built-in ones."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    outs = []
+    for kind in (OpResolverType.AUTO, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+        it = Interpreter(model_path=model, experimental_op_resolver_type=kind)
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x)
+        it.invoke()
+        outs.append(it.get_tensor(it.get_output_details()[0]["index"]))
+    return outs[0], outs[1]
+
+
+def test_the_reference_spread_is_the_gap_between_the_interpreters_two_kernel_sets(float_model, tmp_path):
+    from tflite_inverter.verify import random_inputs
+
+    result = convert(float_model, str(tmp_path / "sm"))
+    plan = io_plans_of(float_model)[0]
+    x = random_inputs(plan, 0)[0]
+    default, builtin = _builtin_kernels(float_model, x)
+    (row,) = result.checks
+    assert row.reference_spread == pytest.approx(float(np.max(np.abs(default.astype(np.float64) - builtin))), abs=1e-12)
+    assert row.threshold["spread_term"] == row.reference_spread
+
+
+def io_plans_of(model_path: str):
+    from tflite_inverter.conversion import io_plans
+    from tflite_inverter.rebuild import make_module
+
+    m = read_model(model_path)
+    return io_plans(m, make_module(m))
+
+
+def _add_model(outputs: list[int]) -> bytes:
+    """y = x + [0, 1, 2, 3] whose SignatureDef names no output; subgraph 0 has ``outputs``."""
+    from .tflite_builder import build_model
+
+    return build_model(
+        tensors=[("x", [4], "FLOAT32"), ("c", [4], "FLOAT32", np.arange(4, dtype=np.float32)),
+                 ("y", [4], "FLOAT32")],
+        ops=[("ADD", [0, 1], [2], "AddOptions", {})], inputs=[0], outputs=outputs,
+        signature_defs=[{"signature_key": "run", "subgraph_index": 0, "inputs": [{"name": "x", "tensor_index": 0}],
+                         "outputs": []}])
+
+
+def test_subgraph_outputs_a_signature_does_not_name_are_exposed_and_verified(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_add_model([2]))
+    result = convert(str(path), str(tmp_path / "sm"))
+    assert [c.name for c in result.checks] == ["y"] and result.passed
+    assert "names 0 of its subgraph's 1 outputs" in result.note
+    x = np.array([0.5, -1.0, 2.0, 7.0], np.float32)
+    it = Interpreter(model_path=str(path))
+    it.get_signature_runner("run")(x=x)  # returns nothing: the SignatureDef names no output
+    want = it.get_tensor(2)
+    got = tf.saved_model.load(str(tmp_path / "sm")).signatures["run"](x=tf.constant(x))["y"].numpy()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(want, x + np.arange(4))
+
+
+def test_a_model_with_no_output_to_compare_is_not_verified(tmp_path, capsys):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(_add_model([]))
+    out = tmp_path / "sm"
+    assert main(["convert", str(path), "-o", str(out)]) == NotVerifiedError.exit_code == 11
+    assert "NOT verified" in capsys.readouterr().err
+    assert (out / "saved_model.pb").exists()
 
 
 def test_every_unsupported_op_is_listed_at_once_with_its_location():

@@ -1,4 +1,5 @@
-"""``quantize`` report extras: the layers that lose the most precision, ops without a uint8 kernel."""
+"""``quantize`` report extras: the layers that lose the most precision, ops without a uint8 kernel,
+and the report's checks, each of which sets the exit code (6) when it fails."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import SAMPLE_DIR
 from tests.helpers import tf
-from tflite_inverter.quantize import quantize
+from tflite_inverter import quantize as quantize_mod
+from tflite_inverter.cli import main
+from tflite_inverter.errors import InterpreterError, VerificationError
+from tflite_inverter.quantize import QuantizeResult, quantize
 from tflite_inverter.reader import read_model
 
 H, W, C = 8, 8, 3
@@ -91,7 +96,9 @@ def test_uint8_op_outside_the_kernel_list_is_named(narrow_then_wide, tmp_path, m
     monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     model, calib = narrow_then_wide
     out, rep = tmp_path / "u8.tflite", tmp_path / "u8.json"
-    r = quantize(str(model), str(out), calib=str(calib), dtype="uint8", report=str(rep))
+    with pytest.raises(VerificationError, match="uint8_kernels") as err:
+        quantize(str(model), str(out), calib=str(calib), dtype="uint8", report=str(rep))
+    r = err.value.result
     q = read_model(str(out))
     fcs = [op.index for op in q.main.operators if op.name == "FULLY_CONNECTED"]
     assert len(fcs) == 2
@@ -131,3 +138,105 @@ def test_worst_layers_pairs_tensors_by_data_flow_when_names_differ(narrow_then_w
     assert not q_names & {t.name for t in read_model(renamed).main.tensors}
     assert [r["index"] for r in rows] == [r["index"] for r in expected]
     np.testing.assert_allclose([r["sqnr_db"] for r in rows], [r["sqnr_db"] for r in expected], rtol=1e-3)
+
+
+# -- every bound of the report sets the exit code ------------------------------------------------------
+def _fail_first_run(monkeypatch):
+    """The uint8 check's run (the first interpreter run of the written model) fails; later ones run."""
+    real = quantize_mod._run_quantized
+    calls = []
+
+    def run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise InterpreterError("the TFLite interpreter failed: Node number 3 (FULLY_CONNECTED) failed to prepare")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(quantize_mod, "_run_quantized", run)
+
+
+def test_a_uint8_result_that_does_not_run_exits_6_and_is_still_written(narrow_then_wide, tmp_path, monkeypatch,
+                                                                         capsys):
+    _fail_first_run(monkeypatch)
+    model, calib = narrow_then_wide
+    out, rep = tmp_path / "u8.tflite", tmp_path / "u8.json"
+    code = main(["quantize", str(model), "-o", str(out), "--calib", str(calib), "--dtype", "uint8",
+                 "--report", str(rep)])
+    assert code == VerificationError.exit_code == 6
+    err = capsys.readouterr().err
+    assert "uint8_runs" in err and "still written" in err and "check uint8_runs: FAIL" in err
+    assert out.exists() and read_model(str(out)).main.operators
+    data = json.loads(rep.read_text())
+    assert data["passed"] is False
+    assert [c["check"] for c in data["checks"] if not c["passed"]] == ["uint8_runs"]
+
+
+def test_a_float_op_left_in_an_int8_result_exits_6(narrow_then_wide, tmp_path, monkeypatch):
+    monkeypatch.setattr(quantize_mod, "float_ops", lambda m: ["subgraph 0, operator 1 (MEAN): float tensor(s) 'x'"])
+    model, calib = narrow_then_wide
+    out = tmp_path / "q.tflite"
+    with pytest.raises(VerificationError, match=r"fully_integer.*still written") as err:
+        quantize(str(model), str(out), calib=str(calib))
+    assert out.exists() and not err.value.result.fully_integer
+    assert "NOT fully integer" in str(err.value)
+
+
+def test_a_reused_ranges_result_beyond_1_lsb_of_the_source_exits_6(tmp_path, monkeypatch):
+    """The comparison with the source is real; one element of the result is moved by 2 LSB."""
+    from tflite_inverter import accuracy
+
+    real = accuracy.lsb_metrics
+
+    def shifted(name, src, got, lsb):
+        got = [np.array(g, dtype=np.float64) for g in got]
+        got[0].flat[0] += 2 * lsb
+        return real(name, src, got, lsb)
+
+    monkeypatch.setattr(accuracy, "lsb_metrics", shifted)
+    out = tmp_path / "q.tflite"
+    with pytest.raises(VerificationError, match="outputs_within_1_lsb") as err:
+        quantize(str(SAMPLE_DIR / "int8.tflite"), str(out))
+    assert out.exists()
+    (row,) = err.value.result.accuracy
+    assert row["max_lsb"] == pytest.approx(2.0)
+
+
+def test_a_reused_ranges_result_within_1_lsb_exits_0(tmp_path):
+    out = tmp_path / "q.tflite"
+    assert main(["quantize", str(SAMPLE_DIR / "int8.tflite"), "-o", str(out)]) == 0
+    r = quantize(str(SAMPLE_DIR / "int8.tflite"), str(tmp_path / "q2.tflite"))
+    assert {c["check"] for c in r.checks()} == {"fully_integer", "activations_match_source", "weights_match_source",
+                                                "outputs_within_1_lsb"}
+
+
+def _reuse_result(rows, evaluated_on="8 seeded inputs"):
+    return QuantizeResult(source="s", output="o", dtype="int8", io={}, granularity="per-channel", reference="source",
+                          lossless=True, accuracy=rows, evaluated_on=evaluated_on,
+                          weights_check={"identical": True, "equivalent": True, "compared": 3, "differing": []},
+                          activations_check={"identical": True, "equivalent": True, "compared": 3, "differing": []})
+
+
+@pytest.mark.parametrize("max_lsb, within, ok", [(1.0, 1.0, True), (1.0, 0.9999, False), (2.0, 0.99, False)])
+def test_the_1_lsb_bound_at_its_boundary(max_lsb, within, ok):
+    """Every element within 1 LSB, as lsb_metrics counts it (1 + 1e-6); a rounded max of 1 is not enough."""
+    r = _reuse_result([{"output": "y", "max_lsb": max_lsb, "within_1_lsb": within}])
+    (check,) = [c for c in r.checks() if c["check"] == "outputs_within_1_lsb"]
+    assert check["passed"] is ok
+
+
+@pytest.mark.parametrize("rows, evaluated_on", [
+    ([], "not evaluated: the TFLite interpreter failed"),  # the comparison could not run
+    ([{"output": "y", "error": "shape [2] != source's [3]"}], "8 seeded inputs"),
+    ([{"output": "y", "max_lsb": None, "lsb": None}], "8 seeded inputs"),
+])
+def test_a_comparison_that_did_not_compare_fails_the_1_lsb_check(rows, evaluated_on):
+    r = _reuse_result(rows, evaluated_on)
+    (bad,) = [c for c in r.checks() if not c["passed"]]
+    assert bad["check"] == "outputs_within_1_lsb" and bad["compared"] is (rows != [])
+
+
+def test_weights_or_activations_that_differ_from_the_source_fail():
+    r = _reuse_result([{"output": "y", "max_lsb": 0.0, "within_1_lsb": 1.0}])
+    r.weights_check = {"identical": False, "equivalent": False, "compared": 3, "differing": [{"name": "w"}]}
+    r.activations_check = {"identical": False, "equivalent": False, "compared": 3, "differing": [{"name": "a"}]}
+    assert {c["check"] for c in r.checks() if not c["passed"]} == {"weights_match_source", "activations_match_source"}

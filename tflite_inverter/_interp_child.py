@@ -1,9 +1,18 @@
 """Child process that runs the original model in the TFLite interpreter.
 
-Run as ``python -m tflite_inverter._interp_child MODEL RUNS.json IN.npz OUT.npz``. It lives in its
-own process because the interpreter can crash (segfault) on real files; the parent turns a crash
-into a clear message instead of dying with it. It imports only the interpreter, not TensorFlow,
+Run as ``python -m tflite_inverter._interp_child MODEL RUNS.json IN.npz OUT.npz [--builtin]``. It lives
+in its own process because the interpreter can crash (segfault) on real files; the parent turns a
+crash into a clear message instead of dying with it. It imports only the interpreter, not TensorFlow,
 when ``ai_edge_litert`` is installed.
+
+Each run names a signature (or ``None``: subgraph 0's inputs/outputs), its input and output names,
+and optionally ``extra``: tensor indices of subgraph ``subgraph`` read after the invocation (subgraph
+outputs that the SignatureDef does not name, which the signature runner does not return).
+
+The reference comes from the default kernels (XNNPACK where it applies); when they fail, from the
+built-in kernels (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``). ``--builtin`` runs the
+built-in kernels only: the parent runs that as a second child to measure the reference's own spread
+(the two kernel sets' disagreement), so a crash there cannot cost the reference itself.
 """
 
 from __future__ import annotations
@@ -24,32 +33,40 @@ def _interpreter_class():
     return Interpreter
 
 
+def _builtin(Interpreter, model_path: str):
+    from ai_edge_litert.interpreter import OpResolverType
+
+    return Interpreter(model_path=model_path,
+                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+
+
 def main(argv: list[str]) -> int:
-    model_path, runs_path, in_path, out_path = argv
+    builtin_only = "--builtin" in argv
+    model_path, runs_path, in_path, out_path = [a for a in argv if a != "--builtin"]
     with open(runs_path) as fh:
         runs = json.load(fh)
     inputs = np.load(in_path, allow_pickle=False)
     Interpreter = _interpreter_class()
-    try:
-        results = _run(Interpreter(model_path=model_path), runs, inputs)
-        kernels = "default (XNNPACK delegate where it applies)"
-    except (RuntimeError, ValueError) as first:
-        # XNNPACK cannot run some models (e.g. it fails to reshape dynamic shapes); the built-in
-        # kernels are the same interpreter's reference implementation of the same ops.
+    if builtin_only:
+        results = _run(_builtin(Interpreter, model_path), runs, inputs)
+        kernels = "built-in kernels"
+    else:
         try:
-            from ai_edge_litert.interpreter import OpResolverType
-
-            interp = Interpreter(model_path=model_path,
-                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            results = _run(interp, runs, inputs)
-        except Exception as second:
-            if str(second) == str(first):
-                raise first from None
-            # Both messages, on one line (the parent reports the last line): the built-in kernels
-            # usually say what is wrong (e.g. a shape), XNNPACK only that it failed to reshape.
-            kind = RuntimeError if isinstance(first, RuntimeError) else ValueError
-            raise kind(f"{_one_line(second)} [with the default delegate: {_one_line(first)}]") from None
-        kernels = f"built-in kernels (the default delegate failed: {str(first).splitlines()[0][:120]})"
+            results = _run(Interpreter(model_path=model_path), runs, inputs)
+            kernels = "default (XNNPACK delegate where it applies)"
+        except (RuntimeError, ValueError) as first:
+            # XNNPACK cannot run some models (e.g. it fails to reshape dynamic shapes); the built-in
+            # kernels are the same interpreter's own implementation of the same ops.
+            try:
+                results = _run(_builtin(Interpreter, model_path), runs, inputs)
+            except Exception as second:
+                if str(second) == str(first):
+                    raise first from None
+                # Both messages, on one line (the parent reports the last line): the built-in kernels
+                # usually say what is wrong (e.g. a shape), XNNPACK only that it failed to reshape.
+                kind = RuntimeError if isinstance(first, RuntimeError) else ValueError
+                raise kind(f"{_one_line(second)} [with the default delegate: {_one_line(first)}]") from None
+            kernels = f"built-in kernels (the default delegate failed: {str(first).splitlines()[0][:120]})"
     results["__kernels__"] = np.array(kernels)
     np.savez(out_path, **results)
     return 0
@@ -70,6 +87,8 @@ def _run(interp, runs, inputs) -> dict[str, np.ndarray]:
             out = runner(**dict(zip(run["inputs"], arrays)))
             names = list(run["outputs"])
             outs = [out[n] for n in names]
+            sg = int(run.get("subgraph", 0))
+            outs += [interp.get_tensor(int(ti), sg) for ti in run.get("extra", [])]
         else:
             details = interp.get_input_details()
             if len(details) != len(arrays):

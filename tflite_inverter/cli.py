@@ -4,9 +4,11 @@ Commands: inspect (op coverage, NPU placement), convert (.tflite -> verified Sav
 (full-integer int8/uint8 and other forms, with an accuracy report).
 
 Exit codes: 0 success; 2 usage; 3 unreadable file; 4 invalid model; 5 unsupported ops;
-6 verification over tolerance; 7 the TFLite interpreter failed on the original; 8 output exists;
-9 TensorFlow crashed running the model; 10 a memory or time cap was exceeded; 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM): in every case nothing half-written is left behind.
+6 a written result fails its check (convert: an output over its rule's threshold; quantize: a check
+of the report); 7 the TFLite interpreter cannot run the original, so the written result is not
+verified; 8 output exists; 9 TensorFlow crashed running the model; 10 a memory or time cap was
+exceeded; 11 nothing to compare, so the written result is not verified; 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM): in every case nothing half-written is left behind.
 """
 
 from __future__ import annotations
@@ -20,9 +22,13 @@ from . import __version__
 from .errors import InverterError
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
-6 verification over tolerance, 7 interpreter failed on the original, 8 output exists (use --force),
+6 check failed: convert: an output over its rule's threshold; quantize: a check of the report (float op
+left, uint8 result without kernel or not running, reused ranges: activations/weights not the source's
+or an output element beyond 1 LSB of the source); the output is still written,
+7 the interpreter cannot run the original (output written, NOT verified), 8 output exists (use --force),
 9 TensorFlow crashed running the model (a child process; the tool survives), 10 memory/time cap exceeded
-(TFLITE_INVERTER_MEMORY_LIMIT, e.g. 8G; TFLITE_INVERTER_TIMEOUT, seconds), 130 interrupted, 143 terminated"""
+(TFLITE_INVERTER_MEMORY_LIMIT, e.g. 8G; TFLITE_INVERTER_TIMEOUT, seconds),
+11 no output to compare (output written, NOT verified), 130 interrupted, 143 terminated"""
 
 
 def add_input_shape_flag(p: argparse.ArgumentParser, used_for: str) -> None:

@@ -27,7 +27,9 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         "convert", help="rebuild a .tflite as a verified, trainable TensorFlow SavedModel",
         description="Rebuild MODEL as a TF2 SavedModel (weights as tf.Variables, one signature per "
         "SignatureDef of the file, same input/output names) and verify it against the original run in "
-        "the TFLite interpreter, output by output. Quantized models are rebuilt 'faithfully': each "
+        "the TFLite interpreter, output by output, each by one stated rule printed with its threshold and the "
+        "measured value (subgraph outputs a SignatureDef does not name are exposed and verified too). "
+        "Quantized models are rebuilt 'faithfully': each "
         "quantized tensor is rounded onto its recorded integer grid, and integer model I/O is kept.",
         epilog=EPILOG)
     p.add_argument("model", help="path to a .tflite file")
@@ -42,9 +44,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
                    "(default: seeded random inputs)")
     add_input_shape_flag(p, "verification")
     p.add_argument("--tolerance", type=float, default=None, metavar="T",
-                   help="float outputs pass when max abs error <= T x max|reference| (default 1e-4, or the "
-                   "stated fp16/hybrid tolerance; without T, float outputs of quantized models are judged in LSBs "
-                   "of their scale; integer outputs are always judged in LSBs)")
+                   help="float outputs pass when max abs error <= max(T x max|reference|, the reference's spread: "
+                   "the interpreter's default vs built-in kernels) (default T 1e-4; without T, float outputs that "
+                   "dequantize a quantized tensor are judged in LSBs of its scale; quantized integer outputs are "
+                   "always judged in LSBs, other integer, bool and string outputs exactly)")
     p.add_argument("--no-verify", action="store_true", help="skip verification against the interpreter")
     p.add_argument("--report", metavar="R.json", help="write the verification numbers as JSON")
     p.set_defaults(func=_cmd_convert)

@@ -42,7 +42,9 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
         "The result keeps a .tflite source's interface: the same inputs and outputs in the same order, with the "
         "same names and shapes, the same SignatureDefs (none if it had none), its metadata (TFLite Support "
         "TFLITE_METADATA, ...) and any associated-files zip appended to it; I/O types that change (--io, "
-        "--target) are printed. A SavedModel source keeps the SavedModel's signature names.",
+        "--target) are printed. A SavedModel source keeps the SavedModel's signature names. "
+        "Every bound the report checks is listed as 'check NAME: ok/FAIL'; a failed one exits 6 (7 when the "
+        "interpreter could not run the comparison) with the model still written.",
         epilog=EPILOG)
     p.add_argument("source", help="a .tflite file or a SavedModel folder")
     p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="the .tflite to write")

@@ -16,18 +16,15 @@ from typing import Any
 import numpy as np
 
 from . import _io, ir
-from .errors import InterpreterError, UsageError, VerificationError
+from .errors import InterpreterError, NotVerifiedError, UsageError, VerificationError
 from .input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
 from .reader import read_model
 from .verify import (
     IOPlan,
     OutputCheck,
-    _lsb_scale,
-    compare_output,
+    compare_plan,
     default_shape_error,
-    float_tolerance,
     format_checks,
-    is_quantized_model,
     load_inputs,
     reference_outputs,
 )
@@ -62,7 +59,8 @@ def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
             tflite_inputs=list(p.tflite_input_names), tflite_outputs=list(p.tflite_output_names),
             saved_inputs=[s.name for s in p.inputs], saved_outputs=[s.name for s in p.outputs],
             input_tensors=[s.tensor for s in p.inputs], output_tensors=[s.tensor for s in p.outputs],
-            input_dtypes=[np.dtype(s.dtype.as_numpy_dtype) for s in p.inputs]))
+            input_dtypes=[np.dtype(s.dtype.as_numpy_dtype) for s in p.inputs],
+            subgraph_index=p.subgraph_index, extra_outputs=[s.tensor.index for s in p.extra_outputs]))
     return plans
 
 
@@ -73,19 +71,13 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
     from ._tf import tf
 
     user_feeds = [load_inputs(inputs_path, p) for p in plans] if inputs_path else None
-    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed)
+    spread: list[list[np.ndarray] | None] = []
+    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed, spread=spread)
     if note_sink is not None:
         note_sink.extend(notes)
     loaded = tf.saved_model.load(saved_dir)
-    quantized = is_quantized_model(model)
-    if tolerance is None:
-        tolerance, why = float_tolerance(model)
-        if why and note_sink is not None:
-            note_sink.append(why)
     checks = []
-    for p, feed, ref in zip(plans, feeds, refs):
-        sg = model.subgraphs[0] if p.signature is None else model.subgraphs[
-            next(s.subgraph_index for s in model.signatures if s.key == p.signature)]
+    for p, feed, ref, alt in zip(plans, feeds, refs, spread):
         fn = loaded.signatures[p.key]
         kwargs = {}
         for name, a, t, dt in zip(p.saved_inputs, feed, p.input_tensors, p.input_dtypes):
@@ -104,14 +96,7 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
             if usage is None:
                 raise
             raise usage from None
-        for k, (name, t) in enumerate(zip(p.saved_outputs, p.output_tensors)):
-            got = out[name].numpy()
-            r = ref[k] if k < len(ref) else np.zeros(0)
-            if got.dtype != r.dtype and t.is_quantized and r.dtype.kind in "iu":
-                from .ops.common import dequantize_array
-
-                r = dequantize_array(r, t.quantization)  # --float-io: compare real values
-            checks.append(compare_output(p.key, name, r, got, t, _lsb_scale(model, sg, t), quantized, tolerance))
+        checks.extend(compare_plan(model, p, ref, out, alt, tolerance))
     return checks
 
 
@@ -128,8 +113,9 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
 
     Raises :class:`UnsupportedOpError` (every unsupported op at once) before building anything,
     :class:`OutputExistsError` if ``output_dir`` exists (and is not an empty folder) without ``force``,
-    :class:`VerificationError` when an output is over tolerance, and :class:`InterpreterError` when the
-    interpreter cannot run the original (a custom op it lacks): in both cases the SavedModel is
+    :class:`VerificationError` when an output is over its rule's threshold, :class:`InterpreterError`
+    when the interpreter cannot run the original (a custom op it lacks), and
+    :class:`NotVerifiedError` when there was no output to compare: in these cases the SavedModel is
     written and the error says so. All TensorFlow work runs in a child process
     (:mod:`.isolation`): a TensorFlow crash raises :class:`TensorFlowCrashError`, an exceeded memory
     or time cap :class:`ResourceLimitError`; then nothing is written and no temp file is left.
@@ -166,7 +152,7 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     if report:
         _io.write_json_atomic(report, result.to_json())
     if unverified is not None:
-        raise InterpreterError(f"SavedModel written to {output_dir}, but NOT verified: {unverified}")
+        raise type(unverified)(f"SavedModel written to {output_dir}, but NOT verified: {unverified}")
     if result.verified and not result.passed:
         bad = [c for c in result.checks if not c.passed]
         raise VerificationError(f"{len(bad)} output(s) over tolerance (SavedModel written to {output_dir}):\n"
@@ -175,7 +161,8 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
 
 
 def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quant: bool, inputs: str | None,
-                      tolerance: float | None, verify: bool, shapes: Any = None) -> tuple[ConvertResult, str | None]:
+                      tolerance: float | None, verify: bool, shapes: Any = None
+                      ) -> tuple[ConvertResult, InterpreterError | NotVerifiedError | None]:
     """The TensorFlow part of :func:`convert`, run in the child process: rebuild, save into
     ``saved_dir``, verify. Returns the result and, when the interpreter could not run the original,
     why (the SavedModel is still complete)."""
@@ -195,7 +182,7 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
     fault_point("save")
     tf.saved_model.save(module, saved_dir, signatures=dict(module.concrete))
     result = ConvertResult(output_dir=saved_dir, signatures=[p.key for p in plans])
-    unverified: str | None = None
+    unverified: InterpreterError | NotVerifiedError | None = None
     if verify:
         report_progress("verifying against the TFLite interpreter")
         fault_point("verify")
@@ -203,10 +190,13 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
         try:
             result.checks = verify_saved_model(model, model_path, saved_dir, plans, inputs, tolerance,
                                                note_sink=notes)
-            result.verified = True
-            result.passed = all(c.passed for c in result.checks)
+            result.verified = bool(result.checks)
+            result.passed = result.verified and all(c.passed for c in result.checks)
+            if not result.checks:  # nothing compared is not a pass
+                unverified = NotVerifiedError("the model has no output to compare with the interpreter's")
+                notes.append(f"NOT verified: {unverified}")
         except InterpreterError as exc:  # e.g. a custom op the stock interpreter lacks
-            unverified = str(exc)
+            unverified = exc
             notes.append(f"NOT verified: {exc}")
         result.note = "; ".join(notes)
         for n in notes:

@@ -47,7 +47,9 @@ class UnsupportedOpError(InverterError):
 
 
 class VerificationError(InverterError):
-    """The rebuilt model does not reproduce the original within tolerance."""
+    """A written result fails its check: a rebuilt output over its rule's threshold (``convert``), or
+    a bound of the ``quantize`` report (a float op left in an integer model, a uint8 result that
+    does not run, a reused-ranges result beyond 1 LSB of the source, ...)."""
 
     exit_code = 6
 
@@ -63,6 +65,13 @@ class InterpreterError(InverterError):
     def __init__(self, message: str, reason: str | None = None):
         self.reason = reason
         super().__init__(message)
+
+
+class NotVerifiedError(InverterError):
+    """The result was written, but the verifier compared nothing (the model has no output the
+    interpreter returns), so it is NOT verified: an empty comparison is not a pass."""
+
+    exit_code = 11
 
 
 class OutputExistsError(InverterError):

@@ -53,7 +53,14 @@ from .accuracy import (
     output_metrics,
 )
 from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
-from .errors import InterpreterError, InverterError, OutputExistsError, UnsupportedOpError, UsageError
+from .errors import (
+    InterpreterError,
+    InverterError,
+    OutputExistsError,
+    UnsupportedOpError,
+    UsageError,
+    VerificationError,
+)
 from .input_shapes import (
     InputRef,
     InputShapesArg,
@@ -113,10 +120,63 @@ class QuantizeResult:
     #: the source's interface given back to the result (:func:`.interface.restore_interface`): what
     #: was renamed, reordered, kept; ``io_type_changes`` lists the I/O tensors whose type differs
     interface: dict[str, Any] | None = None
+    #: reuse: the weights are the source's own (a lossless round trip, bounded at 1 LSB of the source)
+    lossless: bool = False
 
     @property
     def fully_integer(self) -> bool:
         return not self.float_ops
+
+    def checks(self) -> list[dict[str, Any]]:
+        """Every bound this report checks, each ``{"check", "passed", "detail"}``; a failed one makes
+        ``quantize`` raise :class:`VerificationError` (exit code 6) after writing the model.
+
+        - ``fully_integer`` (int8/uint8): no op computes in float (QUANTIZE/DEQUANTIZE at declared
+          float I/O excepted);
+        - ``uint8_kernels``, ``uint8_runs`` (uint8): every op has a uint8 kernel; the result ran in the
+          interpreter;
+        - reusing the source's ranges: ``activations_match_source`` (every activation scale and zero
+          point is the source's, or its uint8/int8 twin); with the source's own weights also
+          ``weights_match_source`` (every constant bit for bit, or its uint8/int8 twin) and
+          ``outputs_within_1_lsb`` (every output element within 1 LSB of the source's, on the seeded
+          comparison inputs, as :func:`.accuracy.lsb_metrics` counts it; a comparison that could not
+          run fails it with ``compared: False``).
+        """
+        out: list[dict[str, Any]] = []
+
+        def add(name: str, passed: bool, detail: str, compared: bool = True) -> None:
+            out.append({"check": name, "passed": bool(passed), "detail": detail, "compared": compared})
+
+        if self.dtype in ("int8", "uint8"):
+            add("fully_integer", not self.float_ops,
+                "no float op" if not self.float_ops else f"{len(self.float_ops)} op(s) compute in float")
+        if self.uint8_check is not None:
+            missing = self.uint8_check["ops_without_uint8_kernel"]
+            add("uint8_kernels", not missing, "every op has a uint8 kernel" if not missing else
+                f"{len(missing)} op(s) have no uint8 kernel: " + ", ".join(sorted({m["op"] for m in missing})))
+            add("uint8_runs", self.uint8_check["ran"], "ran in the TFLite interpreter" if self.uint8_check["ran"]
+                else f"did not run in the TFLite interpreter: {self.uint8_check['run_error']}")
+        if self.reference == "source":
+            a = self.activations_check
+            if a is not None:
+                add("activations_match_source", a["equivalent"], f"{a['compared']} activation scales/zero points "
+                    + ("are the source's" if a["equivalent"] else f"compared, {len(a['differing'])} differ"))
+            if self.lossless:
+                w = self.weights_check
+                ok = w is not None and (w["identical"] or w["equivalent"])
+                add("weights_match_source", ok, "not compared" if w is None else
+                    f"{w['compared']} constants " + ("are the source's" if ok else f"compared, {len(w['differing'])} "
+                                                     "differ"))
+                if self.evaluated_on != "not evaluated":
+                    bad = [m for m in self.accuracy if "error" in m or m.get("within_1_lsb") is None
+                           or m["within_1_lsb"] < 1.0]
+                    if not self.accuracy:
+                        add("outputs_within_1_lsb", False, f"not compared ({self.evaluated_on})", compared=False)
+                    else:
+                        worst = max((m.get("max_lsb") or 0.0 for m in self.accuracy), default=0.0)
+                        add("outputs_within_1_lsb", not bad, "; ".join(f"{m['output']}: {_lsb_text(m)}" for m in bad)
+                            if bad else f"every element within 1 LSB (max {worst:.6g} LSB)")
+        return out
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -128,6 +188,8 @@ class QuantizeResult:
             "accuracy": {"evaluated_on": self.evaluated_on, "reference": self.reference, "outputs": self.accuracy},
             "float_ops": self.float_ops, "fully_integer": self.fully_integer,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "checks": self.checks(),
+            "passed": all(c["passed"] for c in self.checks()),
         }
         if self.per_channel is not None:
             by_name = {m["output"]: m for m in self.per_channel}
@@ -201,6 +263,8 @@ class QuantizeResult:
             lines.extend(_uint8_summary(self.uint8_check))
         if self.target_report is not None:
             lines.append(_target_summary(self.target_report))
+        for c in self.checks():
+            lines.append(f"check {c['check']}: {'ok' if c['passed'] else 'FAIL'} ({c['detail']})")
         return "\n".join(lines)
 
 
@@ -234,6 +298,14 @@ def _io_reason(io: str | None, target: str | None, dtype: str) -> str:
     if target is not None:
         return f"--target {target}"
     return f"--dtype {dtype} has no such I/O type"
+
+
+def _lsb_text(m: dict[str, Any]) -> str:
+    if "error" in m:
+        return str(m["error"])
+    if m.get("within_1_lsb") is None:
+        return "no LSB scale to count in"
+    return f"{100 * m['within_1_lsb']:.2f}% within 1 LSB, max {m['max_lsb']:.6g} LSB"
 
 
 def _diff(a: Any, b: Any) -> float | None:
@@ -1266,7 +1338,10 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     :class:`OutputExistsError` when ``output`` or ``report`` exists without ``force``,
     :class:`NotImplementedYetError` for calibrating a model with several signatures,
     :class:`UnsupportedOpError` when the source cannot be rebuilt or the converter cannot produce
-    the recipe.
+    the recipe, and :class:`VerificationError` when a bound of the report fails
+    (:meth:`QuantizeResult.checks`), or :class:`InterpreterError` when the only failures are
+    comparisons the interpreter could not run: then the model (and the report) are written and the
+    error's ``result`` holds the full :class:`QuantizeResult`.
     """
     start = time.time()
     if target == "imx8mp-nnapi":
@@ -1334,6 +1409,17 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     result.seconds["total"] = time.time() - start
     if report:
         _io.write_json_atomic(report, result.to_json())
+    failed = [c for c in result.checks() if not c["passed"]]
+    if failed:
+        # only comparisons the interpreter could not run: exit 7, as convert's "NOT verified"
+        kind: type[InverterError] = VerificationError if any(c["compared"] for c in failed) else InterpreterError
+        what = "could not be checked" if kind is InterpreterError else "failed"
+        err = kind(
+            f"{len(failed)} check(s) of the report {what} ({', '.join(c['check'] for c in failed)}); the "
+            f"{result.dtype} model is still written to {output}" + (f", the report to {report}" if report else "")
+            + ":\n" + result.format_text())
+        err.result = result  # type: ignore[attr-defined]
+        raise err
     return result
 
 
@@ -1378,6 +1464,7 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
         held_by_sig: dict[str, list[list[np.ndarray]]] = {}
         if reuse is not None:
             result.reference = "source"
+            result.lossless = restore
             result.calibration = {
                 "kind": "source ranges", "representative_samples": REUSE_SAMPLES,
                 "note": "activation scales and zero points are the source's (fake-quant ops in the rebuilt graph); "

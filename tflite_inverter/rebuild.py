@@ -316,7 +316,11 @@ class SignaturePlan:
     inputs: tuple[IOSpec, ...]
     outputs: tuple[IOSpec, ...]
     tflite_input_names: tuple[str, ...]  # names the TFLite signature runner uses
-    tflite_output_names: tuple[str, ...]
+    tflite_output_names: tuple[str, ...]  # the SignatureDef's outputs (the first ones of ``outputs``)
+    #: Outputs of the subgraph that the SignatureDef does not name: they follow the named ones in
+    #: ``outputs`` (so the SavedModel exposes them and the verifier compares them too); the TFLite
+    #: signature runner does not return them, the verifier reads them by tensor index.
+    extra_outputs: tuple[IOSpec, ...] = ()
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -332,7 +336,12 @@ def _unique(names: list[str]) -> list[str]:
 
 
 def plan_signatures(model: ir.Model, options: RebuildOptions) -> list[SignaturePlan]:
-    """One plan per SignatureDef (or ``serving_default`` over subgraph 0 when the file has none)."""
+    """One plan per SignatureDef (or ``serving_default`` over subgraph 0 when the file has none).
+
+    A SignatureDef that names fewer outputs than its subgraph has (e.g. none at all) gets the
+    subgraph's other outputs appended, named after their tensors: a signature without outputs
+    would be a SavedModel nobody can use and a verification that compares nothing.
+    """
 
     def io(sg: ir.Subgraph, pairs: list[tuple[str, int]], kind: str) -> tuple[IOSpec, ...]:
         names = _unique([sanitize(n, f"{kind}_{k}") for k, (n, _) in enumerate(pairs)])
@@ -351,9 +360,12 @@ def plan_signatures(model: ir.Model, options: RebuildOptions) -> list[SignatureP
     if model.signatures:
         for s in model.signatures:
             sg = model.subgraphs[s.subgraph_index]
-            plans.append(SignaturePlan(s.key, s.subgraph_index, io(sg, list(s.inputs), "input"),
-                                       io(sg, list(s.outputs), "output"),
-                                       tuple(n for n, _ in s.inputs), tuple(n for n, _ in s.outputs)))
+            named = {ti for _, ti in s.outputs}
+            extra = [(sg.tensors[ti].name, ti) for ti in sg.outputs if ti not in named]
+            outs = io(sg, list(s.outputs) + extra, "output")
+            plans.append(SignaturePlan(s.key, s.subgraph_index, io(sg, list(s.inputs), "input"), outs,
+                                       tuple(n for n, _ in s.inputs), tuple(n for n, _ in s.outputs),
+                                       outs[len(s.outputs):]))
     else:
         sg = model.subgraphs[0]
         ins = [(sg.tensors[i].name, i) for i in sg.inputs]

@@ -2,8 +2,25 @@
 
 The interpreter runs in a child process (:mod:`._interp_child`): it can crash on real files, and a
 crash must end in a clear message, not take the tool down. Both sides get the same seeded inputs
-(or the user's), and every output is compared: max abs error, max relative error, and for quantized
-outputs the error in LSBs (steps of the output's scale).
+(or the user's), and every output is compared by exactly one of these rules (:func:`compare_output`),
+which is printed per output with its threshold and the measured value:
+
+* ``exact`` -- string, bool and integer outputs without a quantization scale (indices, argmax maps,
+  counts): every element equal to the reference. Where the interpreter's two kernel sets disagree
+  on an element, either of their values is accepted for that element.
+* ``lsb`` -- integer outputs with a scale, and float outputs that are the DEQUANTIZE of a quantized
+  tensor (judged in that tensor's scale): >= 99 % of the elements within 1 LSB and none beyond
+  2 LSB (float outputs: 1 LSB is ``1.001 x scale``, for the float rounding of the dequantized value).
+* ``float`` -- every other float output: max abs error <= max(1e-4 x max|ref|, spread), where
+  max|ref| is floored at 1e-6 and ``spread`` is the reference's own imprecision, measured: the max
+  abs difference between the interpreter's default kernels (XNNPACK) and its built-in kernels
+  (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``) on the same inputs (0 when only one kernel set ran).
+  ``--tolerance T`` replaces 1e-4 by T and governs the DEQUANTIZE outputs of the ``lsb`` rule too.
+
+In every rule, elements that are NaN, +inf or -inf in both outputs match; a non-finite value
+against anything else is a mismatch. A shape different from the reference's is a mismatch. The
+reference is always the default kernels' output (or the built-in kernels' when the default ones
+cannot run the model). There is no loosening by model kind.
 
 Dynamic input dims (-1 in ``shape_signature``) are fed at the shape ``--input-shape`` gives
 (:attr:`IOPlan.input_shapes`, see :mod:`.input_shapes`), else as 1; when the interpreter rejects
@@ -18,7 +35,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,10 +45,15 @@ from . import ir
 from .errors import InterpreterError, UsageError
 from .input_shapes import InputRef, default_shape, dims_of, dynamic_dims_error
 
-#: Float outputs of float models: max abs error <= FLOAT_TOL * max|reference| (issue acceptance).
+#: ``float`` rule: max abs error <= max(FLOAT_TOL x max|reference|, reference spread).
 FLOAT_TOL = 1e-4
-#: Float outputs of quantized models that carry no scale of their own (e.g. after a float softmax).
-MIXED_FLOAT_TOL = 1e-2
+#: ``float`` rule: max|reference| is floored at this (an all-zero reference still has a bound).
+REF_MAX_FLOOR = 1e-6
+#: ``lsb`` rule: at least this fraction of elements within 1 LSB, none beyond LSB_MAX.
+LSB_WITHIN_1 = 0.99
+LSB_MAX = 2
+#: ``lsb`` rule on float outputs: 1 LSB is (1 + LSB_FLOAT_SLACK) x scale (float rounding of dequantized values).
+LSB_FLOAT_SLACK = 1e-3
 
 
 @dataclass
@@ -46,8 +69,16 @@ class OutputCheck:
     max_lsb: float | None
     within_1_lsb: float | None  # fraction of elements within 1 LSB
     exact_fraction: float | None  # for non-quantized integer/bool outputs
-    tolerance: str
+    tolerance: str  # the rule, in words, with its numbers
     passed: bool
+    rule: str = ""  # "exact", "lsb", "float" or "shape" (see the module docstring)
+    threshold: dict[str, float] = field(default_factory=dict)  # the rule's bounds ...
+    measured: dict[str, float] = field(default_factory=dict)  # ... and the values measured against them
+    #: how far the interpreter's built-in kernels are from its default ones, in the rule's unit:
+    #: ``float`` max abs difference, ``lsb`` max difference in LSBs, ``exact`` number of differing
+    #: elements (None: not measured, only one kernel set ran)
+    reference_spread: float | None = None
+    nonfinite_mismatches: int = 0  # elements where NaN/inf in one output is not the same in the other
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +97,10 @@ class IOPlan:
     input_tensors: list[ir.Tensor]
     output_tensors: list[ir.Tensor]
     input_dtypes: list[np.dtype]  # dtypes at the rebuilt model's boundary
+    subgraph_index: int = 0
+    #: tensor indices (in subgraph ``subgraph_index``) of the outputs after the signature's named
+    #: ones: subgraph outputs the SignatureDef does not name, read by index in the interpreter
+    extra_outputs: list[int] = field(default_factory=list)
     input_shapes: list[tuple[int, ...] | None] | None = None  # --input-shape per input (None: not given)
 
     def input_refs(self) -> list[InputRef]:
@@ -142,20 +177,25 @@ def load_inputs(path: str, plan: IOPlan) -> list[np.ndarray]:
 
 
 def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str], list[np.ndarray]]],
-               timeout: float = 600.0, info: dict[str, str] | None = None) -> list[list[np.ndarray]]:
+               timeout: float = 600.0, info: dict[str, str] | None = None,
+               extras: list[tuple[int, list[int]]] | None = None, builtin: bool = False) -> list[list[np.ndarray]]:
     """Run the original model in the interpreter (child process); one output list per run.
 
-    ``info`` (if given) receives ``kernels``: which kernels produced the reference."""
+    ``info`` (if given) receives ``kernels``: which kernels produced the reference. ``extras`` (one
+    ``(subgraph index, tensor indices)`` per run) names tensors read after the run's invocation and
+    appended to its outputs. ``builtin`` runs the built-in kernels only (no XNNPACK)."""
     with tempfile.TemporaryDirectory(prefix="tflite-inverter-verify-") as tmp:
         runs_path = os.path.join(tmp, "runs.json")
         in_path = os.path.join(tmp, "in.npz")
         out_path = os.path.join(tmp, "out.npz")
+        extras = extras or [(0, [])] * len(runs)
         with open(runs_path, "w") as fh:
-            json.dump([{"signature": s, "inputs": i, "outputs": o} for s, i, o, _ in runs], fh)
+            json.dump([{"signature": s, "inputs": i, "outputs": o, "subgraph": sg, "extra": list(ex)}
+                       for (s, i, o, _), (sg, ex) in zip(runs, extras)], fh)
         np.savez(in_path, **{f"r{r}_i{k}": a for r, (_, _, _, arrays) in enumerate(runs)
                               for k, a in enumerate(arrays)})
         cmd = [sys.executable, "-m", "tflite_inverter._interp_child", os.path.abspath(model_path), runs_path,
-               in_path, out_path]
+               in_path, out_path] + (["--builtin"] if builtin else [])
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -185,7 +225,8 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
         return outs
 
 
-def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.ndarray]] | None, seed: int = 0
+def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.ndarray]] | None, seed: int = 0,
+                      spread: list[list[np.ndarray] | None] | None = None
                       ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], list[str]]:
     """Run the original on ``feeds`` (or seeded random inputs): (feeds, outputs, notes).
 
@@ -197,15 +238,26 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
     ``--input-shape`` for them), that is a :class:`UsageError` naming those inputs and the flag,
     unless it lacks an op (an unresolved custom or Flex op fails at any shape): the reference is
     missing, not the model's fault.
+
+    ``spread`` (if given) receives, per plan, the outputs of the interpreter's built-in kernels on
+    the same feeds when the reference came from the default kernels (``None`` when they were not
+    run or failed, with a note): the reference's own spread is their difference.
     """
     notes: list[str] = []
     info: dict[str, str] = {}
     user = feeds is not None
     feeds = feeds if user else [random_inputs(p, seed) for p in plans]
+    extras = [(p.subgraph_index, list(p.extra_outputs)) for p in plans]
+    for p in plans:
+        if p.extra_outputs:
+            named = len(p.output_tensors) - len(p.extra_outputs)
+            notes.append(f"signature {p.key!r} names {named} of its subgraph's {len(p.output_tensors)} outputs; the "
+                         f"others ({', '.join(p.saved_outputs[named:])}) are outputs of the SavedModel signature "
+                         "too and are verified")
 
-    def run(fs: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    def run(fs: list[list[np.ndarray]], builtin: bool = False) -> list[list[np.ndarray]]:
         return run_tflite(model_path, [(p.signature, p.tflite_inputs, p.tflite_outputs, f)
-                                       for p, f in zip(plans, fs)], info=info)
+                                       for p, f in zip(plans, fs)], info=info, extras=extras, builtin=builtin)
 
     try:
         try:
@@ -226,7 +278,15 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
             raise
         raise usage from None
     if info.get("kernels", "").startswith("built-in"):
-        notes.append(f"reference from the interpreter's {info['kernels']}")
+        notes.append(f"reference from the interpreter's {info['kernels']}; reference spread not measured")
+        if spread is not None:
+            spread.extend([None] * len(plans))
+    elif spread is not None:
+        try:
+            spread.extend(run(feeds, builtin=True))
+        except InterpreterError as exc:
+            spread.extend([None] * len(plans))
+            notes.append(f"reference spread not measured: the built-in kernels failed ({str(exc)[:160]})")
     return feeds, refs, notes
 
 
@@ -262,49 +322,133 @@ def _lsb_scale(model: ir.Model, sg: ir.Subgraph, t: ir.Tensor) -> float | None:
     return None
 
 
+def _nonfinite(r: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, int]:
+    """(mask of the elements compared as numbers, number of non-finite mismatches).
+
+    An element that is NaN, +inf or -inf in both outputs matches and is left out of the error."""
+    fin = np.isfinite(r) & np.isfinite(g)
+    same = (r == g) | (np.isnan(r) & np.isnan(g))
+    return fin, int(np.count_nonzero(~fin & ~same))
+
+
 def compare_output(signature: str, name: str, ref: np.ndarray, got: np.ndarray, t: ir.Tensor,
-                   lsb_scale: float | None, quantized_model: bool, tolerance: float | None) -> OutputCheck:
+                   lsb_scale: float | None, tolerance: float | None = None, alt: np.ndarray | None = None
+                   ) -> OutputCheck:
+    """Judge one output by the one rule that applies to it (see the module docstring).
+
+    ``ref``: the interpreter's output (default kernels); ``alt``: the same output from its built-in
+    kernels (the reference's spread), or ``None``; ``lsb_scale``: the scale a float output is the
+    dequantized value of (:func:`_lsb_scale`); ``tolerance``: the user's ``--tolerance``.
+    """
     ref = np.asarray(ref)
     got = np.asarray(got)
+    alt = None if alt is None or np.shape(alt) != ref.shape else np.asarray(alt)
     shape = list(ref.shape)
+    base = dict(signature=signature, name=name, shape=shape, dtype=str(ref.dtype))
     if ref.shape != got.shape:
-        return OutputCheck(signature, name, shape, str(ref.dtype), float("inf"), float("inf"), 0.0, lsb_scale,
-                           None, None, None, f"shape {list(got.shape)} != {shape}", False)
-    if ref.dtype.kind in "OSUb" or got.dtype.kind in "OSU":
-        eq = float(np.mean(ref == got)) if ref.size else 1.0
-        return OutputCheck(signature, name, shape, str(ref.dtype), 0.0 if eq == 1 else 1.0, 0.0, 0.0, None, None,
-                           None, eq, "exact", eq == 1.0)
+        return OutputCheck(**base, max_abs_err=float("inf"), max_rel_err=float("inf"), ref_max_abs=0.0,
+                           lsb_scale=lsb_scale, max_lsb=None, within_1_lsb=None, exact_fraction=None,
+                           tolerance=f"shape {list(got.shape)} != reference {shape}", passed=False, rule="shape")
+    numeric = ref.dtype.kind in "iuf" and got.dtype.kind in "iufb"
+    if not numeric or (ref.dtype.kind in "iub" and not (ref.dtype.kind in "iu" and t.is_quantized)):
+        # exact: strings, bools, integers without a scale
+        eq = np.asarray(ref == got)
+        if eq.shape != ref.shape:  # e.g. strings against numbers
+            eq = np.zeros(ref.shape, bool)
+        either = eq | (alt == got) if alt is not None and alt.dtype == ref.dtype else eq
+        frac = float(np.mean(either)) if ref.size else 1.0
+        spread_n = int(np.count_nonzero(alt != ref)) if alt is not None and alt.dtype == ref.dtype else None
+        if numeric and ref.size:
+            d = np.abs(ref.astype(np.float64) - got.astype(np.float64))
+            max_abs, max_rel = float(d.max()), float((d / np.maximum(np.abs(ref.astype(np.float64)), 1e-12)).max())
+        else:
+            max_abs = max_rel = 0.0 if frac == 1.0 else 1.0
+        text = "exact: every element equal to the reference"
+        if spread_n:
+            text += f" (or to the built-in kernels' value at the {spread_n} element(s) where the kernel sets differ)"
+        return OutputCheck(**base, max_abs_err=max_abs, max_rel_err=max_rel, ref_max_abs=0.0, lsb_scale=None,
+                           max_lsb=None, within_1_lsb=None, exact_fraction=frac, tolerance=text, passed=frac == 1.0,
+                           rule="exact", threshold={"equal_fraction": 1.0}, measured={"equal_fraction": frac},
+                           reference_spread=None if spread_n is None else float(spread_n))
     r = ref.astype(np.float64)
     g = got.astype(np.float64)
-    diff = np.abs(r - g)
+    fin, bad = _nonfinite(r, g)
+    with np.errstate(invalid="ignore"):  # inf - inf: left out by ``fin``
+        diff = np.where(fin, np.abs(r - g), 0.0)
     max_abs = float(diff.max()) if diff.size else 0.0
-    ref_max = float(np.abs(r).max()) if r.size else 0.0
-    rel = diff / np.maximum(np.abs(r), 1e-12)
+    ref_max = float(np.abs(np.where(np.isfinite(r), r, 0.0)).max()) if r.size else 0.0
+    rel = diff / np.maximum(np.abs(np.where(fin, r, 1.0)), 1e-12)
     max_rel = float(rel.max()) if rel.size else 0.0
-    if ref.dtype.kind in "iu" and t.is_quantized:
-        lsb = diff
-        within1 = float(np.mean(lsb <= 1)) if lsb.size else 1.0
-        mx = float(lsb.max()) if lsb.size else 0.0
-        ok = within1 >= 0.99 and mx <= 2
-        return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, lsb_scale, mx,
-                           within1, None, ">=99% within 1 LSB, none beyond 2", ok)
-    if ref.dtype.kind in "iub":
-        eq = float(np.mean(ref == got)) if ref.size else 1.0
-        need = 0.99 if quantized_model else 1.0
-        return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, None, None, None,
-                           eq, f">={need:.0%} equal", eq >= need)
-    if lsb_scale and quantized_model and tolerance is None:  # an explicit --tolerance governs float outputs
-        lsb = diff / lsb_scale
-        within1 = float(np.mean(lsb <= 1.0 + 1e-3)) if lsb.size else 1.0
-        mx = float(lsb.max()) if lsb.size else 0.0
-        ok = within1 >= 0.99 and mx <= 2.0 + 1e-3
-        return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, lsb_scale, mx,
-                           within1, None, ">=99% within 1 LSB, none beyond 2", ok)
-    tol = tolerance if tolerance is not None else (MIXED_FLOAT_TOL if quantized_model else FLOAT_TOL)
-    bound = tol * max(ref_max, 1e-6)
-    ok = bool(np.all(np.isfinite(g) == np.isfinite(r))) and max_abs <= bound
-    return OutputCheck(signature, name, shape, str(ref.dtype), max_abs, max_rel, ref_max, None, None, None, None,
-                       f"max abs <= {tol:g} x max|ref| = {bound:.3g}", ok)
+    spread = vs_alt = None
+    if alt is not None:
+        a = alt.astype(np.float64)
+        both = np.isfinite(r) & np.isfinite(a)
+        ours = np.isfinite(g) & np.isfinite(a)
+        with np.errstate(invalid="ignore"):
+            spread = float(np.abs(np.where(both, r - a, 0.0)).max()) if a.size else 0.0
+            vs_alt = float(np.abs(np.where(ours, g - a, 0.0)).max()) if a.size else 0.0
+    is_int_q = ref.dtype.kind in "iu" and t.is_quantized
+    if is_int_q or (lsb_scale and tolerance is None):
+        unit = 1.0 if is_int_q else lsb_scale * (1.0 + LSB_FLOAT_SLACK)
+        units = diff / unit
+        within1 = float(np.mean(fin & (units <= 1.0))) if units.size else 1.0  # a non-finite mismatch is not within
+        mx = float(units.max()) if units.size else 0.0
+        ok = within1 >= LSB_WITHIN_1 and mx <= LSB_MAX and bad == 0
+        text = (f">= {LSB_WITHIN_1:.0%} of elements within 1 LSB, none beyond {LSB_MAX} LSB"
+                + ("" if is_int_q else f" (LSB = {lsb_scale:.3g}, the scale of the dequantized tensor)"))
+        if spread is not None and not is_int_q:
+            spread_lsb = spread / unit
+        else:
+            spread_lsb = spread
+        return OutputCheck(**base, max_abs_err=max_abs, max_rel_err=max_rel, ref_max_abs=ref_max,
+                           lsb_scale=lsb_scale, max_lsb=mx, within_1_lsb=within1, exact_fraction=None, tolerance=text,
+                           passed=ok, rule="lsb",
+                           threshold={"within_1_lsb_min": LSB_WITHIN_1, "max_lsb": float(LSB_MAX),
+                                      "nonfinite_mismatches": 0.0},
+                           measured={"within_1_lsb": within1, "max_lsb": mx, "nonfinite_mismatches": float(bad)},
+                           reference_spread=spread_lsb, nonfinite_mismatches=bad)
+    tol = FLOAT_TOL if tolerance is None else tolerance
+    rel_bound = tol * max(ref_max, REF_MAX_FLOOR)
+    bound = max(rel_bound, spread or 0.0)
+    ok = max_abs <= bound and bad == 0
+    src = "--tolerance " if tolerance is not None else ""
+    text = f"max abs err <= max({src}{tol:g} x max|ref|, reference spread) = {bound:.3g}"
+    if spread is not None and spread > rel_bound:
+        text += f" (the spread governs: default vs built-in kernels differ by {spread:.3g})"
+    elif spread is None:
+        text += " (spread not measured)"
+    return OutputCheck(**base, max_abs_err=max_abs, max_rel_err=max_rel, ref_max_abs=ref_max, lsb_scale=None,
+                       max_lsb=None, within_1_lsb=None, exact_fraction=None, tolerance=text, passed=ok, rule="float",
+                       threshold={"max_abs_err": bound, "relative_term": rel_bound, "spread_term": spread or 0.0,
+                                  "nonfinite_mismatches": 0.0},
+                       measured={"max_abs_err": max_abs, "nonfinite_mismatches": float(bad),
+                                 **({} if vs_alt is None else {"max_abs_err_vs_builtin_kernels": vs_alt})},
+                       reference_spread=spread, nonfinite_mismatches=bad)
+
+
+def plan_subgraph(model: ir.Model, plan: IOPlan) -> ir.Subgraph:
+    return model.subgraphs[plan.subgraph_index]
+
+
+def compare_plan(model: ir.Model, plan: IOPlan, ref: list[np.ndarray], got: Mapping[str, Any],
+                 alt: list[np.ndarray] | None = None, tolerance: float | None = None) -> list[OutputCheck]:
+    """Every output of one signature: ``ref`` (interpreter, in ``plan.output_tensors`` order), ``got``
+    (rebuilt model, by SavedModel output name; arrays or tensors with ``.numpy()``), ``alt`` (the
+    built-in kernels' outputs, for the reference spread)."""
+    from .ops.common import dequantize_array
+
+    sg = plan_subgraph(model, plan)
+    checks = []
+    for k, (name, t) in enumerate(zip(plan.saved_outputs, plan.output_tensors)):
+        g = got[name]
+        g = g.numpy() if hasattr(g, "numpy") else np.asarray(g)
+        r = ref[k] if k < len(ref) else np.zeros(0)
+        a = alt[k] if alt is not None and k < len(alt) else None
+        if g.dtype != r.dtype and t.is_quantized and r.dtype.kind in "iu":
+            r = dequantize_array(r, t.quantization)  # --float-io: compare real values
+            a = None if a is None else dequantize_array(a, t.quantization)
+        checks.append(compare_output(plan.key, name, r, g, t, _lsb_scale(model, sg, t), tolerance, a))
+    return checks
 
 
 #: Ops whose dynamic-range (hybrid) kernels quantize their float input on the fly.
@@ -326,42 +470,45 @@ def has_hybrid_ops(model: ir.Model) -> bool:
     return False
 
 
-def float_tolerance(model: ir.Model) -> tuple[float | None, str | None]:
-    """The tolerance for float outputs when the interpreter's own numbers are not float32-exact,
-    with the reason; ``(None, None)`` for the default (1e-4 x max|output|).
-
-    - metadata ``reduced_precision_support`` with fp16: the interpreter (XNNPACK) may compute in
-      float16, so its outputs carry fp16 error: 1e-2;
-    - dynamic-range (hybrid) ops quantize their input on the fly; float noise of 1e-6 can move one
-      value across a rounding step of the 8-bit grid, and that step then shows in the output: 5e-2.
-    """
-    if is_quantized_model(model):
-        return None, None
-    flags = model.metadata_bytes("reduced_precision_support")
-    if flags and b"fp16" in flags:
-        return 1e-2, ("the file allows fp16 inference (metadata reduced_precision_support), so the interpreter's "
-                      "outputs carry fp16 error: float outputs judged at 1e-2 x max|output|")
-    if has_hybrid_ops(model):
-        return 5e-2, ("dynamic-range (hybrid) ops quantize their input on the fly, so float noise can move a value "
-                      "across an 8-bit rounding step: float outputs judged at 5e-2 x max|output|")
-    return None, None
-
-
 def is_quantized_model(model: ir.Model) -> bool:
     """True when some activation (non-constant tensor) carries quantization parameters."""
     return any(t.is_quantized and not t.is_constant for sg in model.subgraphs for t in sg.tensors)
 
 
+def pct(x: float) -> str:
+    """A fraction as a percentage that never rounds a shortfall up to 100 %."""
+    if x >= 1.0:
+        return "100%"
+    return f"{np.floor(x * 1e4) / 100:.2f}%"
+
+
+def _fmt_threshold(c: OutputCheck) -> tuple[str, str]:
+    th, me = c.threshold, c.measured
+    if c.rule == "float":
+        spread = "" if c.reference_spread is None else f", spread {c.reference_spread:.2g}"
+        vs_alt = me.get("max_abs_err_vs_builtin_kernels")
+        governs = th["spread_term"] > th["relative_term"]
+        return (f"max abs <= {th['max_abs_err']:.3g}{spread}" + (" (spread governs)" if governs else ""),
+                f"max abs {me['max_abs_err']:.3g}"
+                + (f" ({vs_alt:.2g} from the built-in kernels)" if governs and vs_alt is not None else "")
+                + (f", {c.nonfinite_mismatches} NaN/inf differ" if c.nonfinite_mismatches else ""))
+    if c.rule == "lsb":
+        return (f">= {100 * th['within_1_lsb_min']:.0f}% <= 1 LSB, max <= {th['max_lsb']:g} LSB",
+                f"{pct(me['within_1_lsb'])} <= 1 LSB, max {me['max_lsb']:.3g} LSB"
+                + (f", {c.nonfinite_mismatches} NaN/inf differ" if c.nonfinite_mismatches else ""))
+    if c.rule == "exact":
+        return "100% equal", f"{pct(me['equal_fraction'])} equal"
+    return "-", c.tolerance
+
+
 def format_checks(checks: list[OutputCheck]) -> str:
-    """One row per output: the verification table printed by ``convert``."""
-    head = ["signature", "output", "shape", "max abs err", "max rel err", "LSB (max, <=1)", "status"]
+    """One row per output: the verification table printed by ``convert`` (rule, threshold, measured)."""
+    head = ["signature", "output", "shape", "rule", "threshold", "measured", "status"]
     rows = []
     for c in checks:
-        lsb = "-" if c.max_lsb is None else f"{c.max_lsb:.3g}, {100 * (c.within_1_lsb or 0):.2f}%"
-        if c.exact_fraction is not None:
-            lsb = f"equal {100 * c.exact_fraction:.2f}%"
-        rows.append([c.signature, c.name, "x".join(map(str, c.shape)) or "scalar", f"{c.max_abs_err:.3g}",
-                     f"{c.max_rel_err:.3g}", lsb, "ok" if c.passed else f"FAIL ({c.tolerance})"])
+        threshold, measured = _fmt_threshold(c)
+        rows.append([c.signature, c.name, "x".join(map(str, c.shape)) or "scalar", c.rule or "-", threshold, measured,
+                     "ok" if c.passed else "FAIL"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *rows]]
     return "\n".join(lines)
