@@ -155,14 +155,27 @@ def _child_main(fd: int) -> None:
             conn.send(_describe(exc))
 
 
+#: How running out of the address-space cap shows when it is not a MemoryError: a shared library
+#: that cannot be mapped (TensorFlow's import), ENOMEM from the OS, TensorFlow's allocator, C++'s
+#: std::bad_alloc turned into an exception.
+_OOM_TEXT = ("failed to map segment", "cannot allocate memory", "out of memory", "std::bad_alloc", "oom when allocating")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
+        return True
+    if isinstance(exc, OSError) and exc.errno == 12:  # ENOMEM
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, (ImportError, OSError, RuntimeError)) and any(t in text for t in _OOM_TEXT)
+
+
 def _describe(exc: BaseException) -> tuple[str, Any, str]:
     """An exception as it crosses the pipe: the object itself when it pickles, else its text."""
     import pickle
 
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    kind = "error"
-    if isinstance(exc, MemoryError) or type(exc).__name__ == "ResourceExhaustedError":
-        kind = "memory"
+    kind = "memory" if _out_of_memory(exc) else "error"
     try:
         pickle.loads(pickle.dumps(exc))
         return (kind, exc, tb)
