@@ -17,6 +17,7 @@ import pytest
 
 from tests.helpers import run_interpreter
 from tests.tflite_builder import build_model, patch_model
+from tflite_inverter.errors import VerificationError
 from tflite_inverter.quantize import quantize
 from tflite_inverter.reader import read_model
 
@@ -248,7 +249,10 @@ def test_corpus_quantize_results_keep_the_source_interface(name, tmp_path):
         kw.setdefault("calib", "random")
         kw.setdefault("samples", 5)
     out = tmp_path / "q.tflite"
-    r = quantize(str(path), str(out), evaluate=False, **kw)
+    try:
+        r = quantize(str(path), str(out), evaluate=False, **kw)
+    except VerificationError as err:  # a failed accuracy check of the report: the file is written all the same
+        r = err.result
     diff = interface_differences(read_model(str(path)), read_model(str(out)), r)
     _RESULTS[name] = diff
     assert diff == {k: [] for k in diff}, diff

@@ -153,6 +153,7 @@ def _fail_first_run(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(quantize_mod, "_run_quantized", run)
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
 
 
 def test_a_uint8_result_that_does_not_run_exits_6_and_is_still_written(narrow_then_wide, tmp_path, monkeypatch,
@@ -173,6 +174,7 @@ def test_a_uint8_result_that_does_not_run_exits_6_and_is_still_written(narrow_th
 
 def test_a_float_op_left_in_an_int8_result_exits_6(narrow_then_wide, tmp_path, monkeypatch):
     monkeypatch.setattr(quantize_mod, "float_ops", lambda m: ["subgraph 0, operator 1 (MEAN): float tensor(s) 'x'"])
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     model, calib = narrow_then_wide
     out = tmp_path / "q.tflite"
     with pytest.raises(VerificationError, match=r"fully_integer.*still written") as err:
@@ -193,6 +195,7 @@ def test_a_reused_ranges_result_beyond_1_lsb_of_the_source_exits_6(tmp_path, mon
         return real(name, src, got, lsb)
 
     monkeypatch.setattr(accuracy, "lsb_metrics", shifted)
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     out = tmp_path / "q.tflite"
     with pytest.raises(VerificationError, match="outputs_within_1_lsb") as err:
         quantize(str(SAMPLE_DIR / "int8.tflite"), str(out))
