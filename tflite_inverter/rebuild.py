@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from ._tf import tf
-from .errors import InvalidModelError, UnsupportedOpError
+from ._tf import tensorflow_op_error, tf
+from .errors import InvalidModelError, InverterError, UnsupportedOpError
 from .ops import common, registry
 
 
@@ -290,14 +290,25 @@ class GraphBuilder:
             if spec is None:
                 raise UnsupportedOpError([f"{sg.where(op)}: no rebuilder"])
             ctx = OpContext(self, sg, op, values)
-            outs = spec.fn(ctx)
-            if len(outs) != len(op.outputs):
-                raise UnsupportedOpError([f"{sg.where(op)}: rebuilder returned {len(outs)} outputs, the op has "
-                                          f"{len(op.outputs)}"])
-            for ti, v in zip(op.outputs, outs):
-                if ti < 0 or v is None:
-                    continue
-                values[ti] = self.post_output(sg, ti, v)
+            try:
+                outs = spec.fn(ctx)
+                if len(outs) != len(op.outputs):
+                    raise UnsupportedOpError([f"{sg.where(op)}: rebuilder returned {len(outs)} outputs, the op "
+                                              f"has {len(op.outputs)}"])
+                for ti, v in zip(op.outputs, outs):
+                    if ti < 0 or v is None:
+                        continue
+                    values[ti] = self.post_output(sg, ti, v)
+            except InverterError:
+                raise
+            except Exception as exc:
+                # TensorFlow's shape inference is the check of each op's shapes: a file whose recorded
+                # shapes/types no TensorFlow op accepts is invalid (the interpreter's Prepare fails too).
+                why = tensorflow_op_error(exc)
+                if why is None:
+                    raise
+                raise InvalidModelError(f"{sg.where(op)}: TensorFlow rejects the op with the shapes/types the "
+                                        f"file gives it: {why}") from None
         return [self.value(sg, ti, values) for ti in sg.outputs]
 
 
