@@ -14,11 +14,12 @@ applies one mutation:
 - ``word``: write 1-3 hostile 32-bit words (0x7fffffff, 0xffffffff, 0x80000000, ...) at 4-aligned offsets;
 - ``shape``: set 1-2 entries of real ``Tensor.shape`` / ``shape_signature`` vectors (located with the
   project's bounds-checked flatbuffer walker; 3 in 4 times of a tensor without data, whose size only
-  the runtime sees) to a huge value (sometimes -1 or 0);
+  the runtime sees) to a huge value (45 %), as large as keeps the tensor at 2^26 elements (25 %), a
+  small value (15 %), 0 (10 %) or -1 (5 %);
 - ``quant``: set one quantization scale to NaN/inf/0/negative/huge, or one zero point to a huge value.
 
 Case ``cN`` runs ``python -m tflite_inverter.cli convert MUT -o OUT``, case ``qN`` runs
-``quantize MUT -o OUT.tflite --calib random``; case N's mutation depends only on ``--seed``, N and the
+``quantize MUT -o OUT.tflite --calib random --samples 8`` (8 samples keep slow models inside the timeout); case N's mutation depends only on ``--seed``, N and the
 file list (``--files``, ``--max-bytes``), so ``--seed S --only cN`` reproduces it. Each run gets a 60 s
 timeout, a scratch output folder and its own ``TMPDIR``; mutated files live in a temporary folder that
 is removed at the end (nothing is copied into the repository).
@@ -63,12 +64,17 @@ from tflite_inverter.schema import bundled_schema  # noqa: E402
 
 CORPUS = Path(os.environ.get("TFLITE_INVERTER_CORPUS", ROOT.parent / "shared" / "models"))
 TIMEOUT = 60.0
+#: Calibration samples of a quantize run (the default 64 make a 1 MB segmentation model take ~50 s).
+QUANTIZE_SAMPLES = 8
 #: A run whose process group holds more than this is killed (the machine is shared); class ``memory``.
 MAX_RSS = 6 * 2**30
 #: Exit codes of the README table (9: TensorFlow crashed/failed running the model, 10: resource limit).
 DOCUMENTED = frozenset(range(2, 11))
 HOSTILE_WORDS = (0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, 0x40000000, 0x0000FFFF, 0x7FFFFFFE)
 HUGE_DIMS = (2**31 - 1, 2**30, 2**24, 2**20, 65536)
+SMALL_DIMS = (1, 2, 3, 7)
+#: Element count of a "big but allowed" shape mutation (256 MB of float32).
+BIG_ELEMENTS = 2**26
 BAD_SCALES = (float("nan"), float("inf"), float("-inf"), 0.0, -1.0, 1e30, 1e-40)
 BAD_ZERO_POINTS = (2**40, -(2**40), 2**31 - 1, -(2**31), 2**63 - 1)
 KINDS = ("bits", "truncate", "word", "shape", "quant")
@@ -202,10 +208,21 @@ def mutate(t: Target, rng: np.random.Generator, kind: str | None = None) -> Muta
             pool = t.activation_shapes if t.activation_shapes and rng.random() < 0.75 else t.shapes
             v = pool[int(rng.integers(len(pool)))]
             k = int(rng.integers(v.length))
-            r = rng.random()
-            new = -1 if r < 0.05 else 0 if r < 0.1 else HUGE_DIMS[int(rng.integers(len(HUGE_DIMS)))]
             pos = v.start + 4 * k
             old = int.from_bytes(buf[pos:pos + 4], "little", signed=True)
+            dims = np.frombuffer(bytes(buf[v.start:v.start + 4 * v.length]), "<i4").astype(np.int64)
+            rest = int(np.prod(np.maximum(np.delete(dims, k), 1)))
+            r = rng.random()
+            if r < 0.05:
+                new = -1
+            elif r < 0.15:
+                new = 0
+            elif r < 0.3:
+                new = SMALL_DIMS[int(rng.integers(len(SMALL_DIMS)))]
+            elif r < 0.55:  # as large as keeps the tensor at BIG_ELEMENTS: passes the reader's bound
+                new = max(2, min(2**31 - 1, BIG_ELEMENTS // max(rest, 1)))
+            else:
+                new = HUGE_DIMS[int(rng.integers(len(HUGE_DIMS)))]
             buf[pos:pos + 4] = new.to_bytes(4, "little", signed=True)
             parts.append(f"{v.path}[{k}] {old} -> {new}")
         return Mutation(name, kind, "; ".join(parts), bytes(buf))
@@ -306,7 +323,8 @@ def run_case(mut: Mutation, command: str, case: str, scratch: Path, python: str,
     if command == "convert":
         args = ["convert", str(src), "-o", str(out / "saved")]
     else:
-        args = ["quantize", str(src), "-o", str(out / "q.tflite"), "--calib", "random"]
+        args = ["quantize", str(src), "-o", str(out / "q.tflite"), "--calib", "random", "--samples",
+                str(QUANTIZE_SAMPLES)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp), TF_CPP_MIN_LOG_LEVEL="2")
     sys_tmp = Path(tempfile.gettempdir())
     before = set(_litter(sys_tmp))
