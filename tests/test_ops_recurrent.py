@@ -26,7 +26,7 @@ from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import check_supported, make_module
 
 from .conftest import CORPUS_DIR
-from .tflite_builder import build_model
+from .tflite_builder import build_model, patch_model
 
 RNG = np.random.default_rng(42)
 
@@ -219,6 +219,24 @@ def test_lstm_basic_kernel_is_refused_by_name():
     model = set_op_options(model, "LSTM", kernel_type="BASIC")
     with pytest.raises(UnsupportedOpError, match="BASIC"):
         check_supported(read_model(model))
+
+
+@pytest.mark.parametrize(("op", "time_major"), [("LSTM", False), ("UNIDIRECTIONAL_SEQUENCE_LSTM", False),
+                                                ("UNIDIRECTIONAL_SEQUENCE_LSTM", True)])
+def test_lstm_whose_state_batch_differs_from_the_input_batch_is_refused_by_name(op, time_major):
+    """A fuzzed litert lstm.tflite with input batch 1 -> 33554432 reached tf.scan (ValueError:
+    Inconsistent shapes); the kernels need NumElements(state) == n_batch * n."""
+    model, _ = uni_lstm_model(op=op, batch=3, time_major=time_major)
+    check_supported(read_model(model))
+
+    def shrink_output_state(tree):
+        sg = tree["subgraphs"][0]
+        sg["tensors"][sg["operators"][0]["inputs"][18]]["shape"] = [1, 5]
+
+    with pytest.raises(UnsupportedOpError) as info:
+        check_supported(read_model(patch_model(model, shrink_output_state)))
+    msg = str(info.value)
+    assert f"operator 0 ({op})" in msg and "input 18 (output state) has shape [1, 5]" in msg and "batch is 3" in msg
 
 
 # -- LSTM from the converter: float, hybrid, full integer ------------------------------------------

@@ -178,6 +178,25 @@ def _write_state(ctx: Any, i: int, value: Any) -> None:
 
 
 # -- LSTM: checks ----------------------------------------------------------------------------------
+def _state_batch_problems(op: Operator, sg: Subgraph, lay: LstmLayout, x_t: Tensor | None) -> list[str]:
+    """The state tensors hold one row per batch entry of the input (the kernels' ``NumElements(state)
+    == n_batch * n``): a static batch the state does not have cannot run."""
+    if x_t is None or len(x_t.shape) not in (2, 3):
+        return []
+    time_major = bool(op.options.get("time_major", op.name == "BIDIRECTIONAL_SEQUENCE_LSTM"))
+    axis = 1 if len(x_t.shape) == 3 and time_major else 0
+    sig = x_t.shape_signature or x_t.shape
+    if sig[axis] < 0:
+        return []  # a dynamic batch: the state is resized with it
+    batch = x_t.shape[axis]
+    out = []
+    for what, i in (("output state", lay.h_state), ("cell state", lay.c_state)):
+        t = _tensor(op, sg, i)
+        if t is not None and len(t.shape) >= 1 and t.shape[0] != batch:
+            out.append(f"input {i} ({what}) has shape {list(t.shape)}, but the input's batch is {batch}")
+    return out
+
+
 def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], integer_ok: bool) -> list[str]:
     problems = _activation_problems(op)
     o = op.options
@@ -189,6 +208,7 @@ def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], 
         if w_t is None:
             problems.append(f"input {lay.x['output']} (input-to-output weights) is absent")
             continue
+        problems += _state_batch_problems(op, sg, lay, x_t)
         kind = _kind(x_t, w_t)
         if kind == "integer":
             if not integer_ok:
