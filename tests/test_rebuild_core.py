@@ -100,3 +100,20 @@ def test_a_bug_in_a_rebuilder_stays_a_traceback(monkeypatch):
     monkeypatch.setitem(registry._REGISTRY, "CONV_2D", registry.OpSpec("CONV_2D", broken, spec.family, spec.check))
     with pytest.raises(KeyError, match="a rebuilder bug"):
         make_module(read_model(_conv_with_input_narrower_than_its_kernel()))
+
+
+@pytest.mark.parametrize("op", ["LESS", "ADD"])
+def test_required_input_marked_absent_is_an_invalid_model_naming_the_input(op):
+    """A flipped bit turned an operator input into -1 (absent); tf.less(a, None) raised a bare ValueError."""
+    from tflite_inverter.errors import InvalidModelError
+    from tflite_inverter.reader import read_model
+    from tflite_inverter.rebuild import make_module
+
+    from .tflite_builder import build_model
+
+    out = "BOOL" if op == "LESS" else "FLOAT32"
+    model = build_model(tensors=[("a", [2], "FLOAT32"), ("y", [2], out)], ops=[(op, [0, -1], [1])],
+                        inputs=[0], outputs=[1])
+    with pytest.raises(InvalidModelError) as info:
+        make_module(read_model(model))
+    assert str(info.value) == f"subgraph 0, operator 0 ({op}): input(s) 1 absent (-1), but the op needs them"

@@ -302,6 +302,10 @@ class GraphBuilder:
             except InverterError:
                 raise
             except Exception as exc:
+                absent = [k for k, ti in enumerate(op.inputs) if ti < 0]
+                if absent and _fed_none(exc):  # -1 marks an optional input; this op needed it
+                    raise InvalidModelError(f"{sg.where(op)}: input(s) {', '.join(map(str, absent))} absent (-1), "
+                                            "but the op needs them") from None
                 # TensorFlow's shape inference is the check of each op's shapes: a file whose recorded
                 # shapes/types no TensorFlow op accepts is invalid (the interpreter's Prepare fails too).
                 why = tensorflow_op_error(exc)
@@ -310,6 +314,20 @@ class GraphBuilder:
                 raise InvalidModelError(f"{sg.where(op)}: TensorFlow rejects the op with the shapes/types the "
                                         f"file gives it: {why}") from None
         return [self.value(sg, ti, values) for ti in sg.outputs]
+
+
+def _fed_none(exc: BaseException) -> bool:
+    """Whether ``exc`` is TensorFlow refusing a ``None`` where a tensor was needed (an absent input
+    that a rebuilder passed on)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (ValueError, TypeError)) and ("None values not supported" in str(e)
+                                                       or "'NoneType'" in str(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 @dataclass(frozen=True)
