@@ -103,8 +103,10 @@ def test_a_bug_in_a_rebuilder_stays_a_traceback(monkeypatch):
 
 
 @pytest.mark.parametrize("op", ["LESS", "ADD"])
-def test_required_input_marked_absent_is_an_invalid_model_naming_the_input(op):
-    """A flipped bit turned an operator input into -1 (absent); tf.less(a, None) raised a bare ValueError."""
+@pytest.mark.parametrize("inputs", [[0, -1], [0]], ids=["absent", "missing"])
+def test_required_input_marked_absent_or_missing_is_an_invalid_model_naming_the_input(op, inputs):
+    """Flipped bits turned an operator's input into -1 (absent) or cut its inputs vector; tf.less(a, None)
+    raised a bare ValueError."""
     from tflite_inverter.errors import InvalidModelError
     from tflite_inverter.reader import read_model
     from tflite_inverter.rebuild import make_module
@@ -112,8 +114,9 @@ def test_required_input_marked_absent_is_an_invalid_model_naming_the_input(op):
     from .tflite_builder import build_model
 
     out = "BOOL" if op == "LESS" else "FLOAT32"
-    model = build_model(tensors=[("a", [2], "FLOAT32"), ("y", [2], out)], ops=[(op, [0, -1], [1])],
+    model = build_model(tensors=[("a", [2], "FLOAT32"), ("y", [2], out)], ops=[(op, inputs, [1])],
                         inputs=[0], outputs=[1])
     with pytest.raises(InvalidModelError) as info:
         make_module(read_model(model))
-    assert str(info.value) == f"subgraph 0, operator 0 ({op}): input(s) 1 absent (-1), but the op needs them"
+    how = "absent (-1)" if len(inputs) == 2 else "missing (the operator has 1 inputs)"
+    assert str(info.value) == f"subgraph 0, operator 0 ({op}): input(s) 1 {how}, but the op needs them"

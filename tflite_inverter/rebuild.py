@@ -85,6 +85,7 @@ class OpContext:
         self.op = op
         self.options = op.options
         self._values = values
+        self.absent_read: list[int] = []  # inputs asked for that the operator does not have
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -121,6 +122,7 @@ class OpContext:
     def input(self, i: int) -> Any:
         """The value of input ``i`` (``None`` for an absent optional input)."""
         if not self.has_input(i):
+            self.absent_read.append(i)
             return None
         return self.builder.value(self.subgraph, self.op.inputs[i], self._values)
 
@@ -302,10 +304,12 @@ class GraphBuilder:
             except InverterError:
                 raise
             except Exception as exc:
-                absent = [k for k, ti in enumerate(op.inputs) if ti < 0]
-                if absent and _fed_none(exc):  # -1 marks an optional input; this op needed it
-                    raise InvalidModelError(f"{sg.where(op)}: input(s) {', '.join(map(str, absent))} absent (-1), "
-                                            "but the op needs them") from None
+                if ctx.absent_read and _fed_none(exc):  # the rebuilder passed on a missing input
+                    missing = sorted(set(ctx.absent_read))
+                    how = "absent (-1)" if all(k < len(op.inputs) for k in missing) else \
+                        f"missing (the operator has {len(op.inputs)} inputs)"
+                    raise InvalidModelError(f"{sg.where(op)}: input(s) {', '.join(map(str, missing))} {how}, but "
+                                            "the op needs them") from None
                 # TensorFlow's shape inference is the check of each op's shapes: a file whose recorded
                 # shapes/types no TensorFlow op accepts is invalid (the interpreter's Prepare fails too).
                 why = tensorflow_op_error(exc)
