@@ -24,7 +24,7 @@ file list (``--files``, ``--max-bytes``), so ``--seed S --only cN`` reproduces i
 timeout, a scratch output folder and its own ``TMPDIR``; mutated files live in a temporary folder that
 is removed at the end (nothing is copied into the repository).
 
-Classes: ``clean`` (exit 0, or a documented code 2..10 with a ``tflite-inverter: ...`` error line),
+Classes: ``clean`` (exit 0, or a documented code 2..11 with a ``tflite-inverter: ...`` error line),
 ``traceback`` (a Python traceback or exit 1), ``bad-exit`` (another code, or a documented code with no
 error line), ``signal`` (killed by a signal), ``hang`` (timeout), ``memory`` (killed by this script for
 holding more than ``--max-rss-mb``, the machine being shared), ``temp-litter`` (otherwise clean, but a
@@ -68,8 +68,9 @@ TIMEOUT = 60.0
 QUANTIZE_SAMPLES = 8
 #: A run whose process group holds more than this is killed (the machine is shared); class ``memory``.
 MAX_RSS = 6 * 2**30
-#: Exit codes of the README table (9: TensorFlow crashed/failed running the model, 10: resource limit).
-DOCUMENTED = frozenset(range(2, 11))
+#: Documented exit codes (errors.py; 9: TensorFlow crashed/failed running the model, 10: a memory/time
+#: limit, 11: nothing compared, NOT verified).
+DOCUMENTED = frozenset(range(2, 12))
 HOSTILE_WORDS = (0x7FFFFFFF, 0xFFFFFFFF, 0x80000000, 0x40000000, 0x0000FFFF, 0x7FFFFFFE)
 HUGE_DIMS = (2**31 - 1, 2**30, 2**24, 2**20, 65536)
 SMALL_DIMS = (1, 2, 3, 7)

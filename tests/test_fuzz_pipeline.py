@@ -101,7 +101,10 @@ def _pick_cases(target, want_parsed: int, want_rejected: int) -> list:
     return parsed + rejected
 
 
-def test_seeded_mutations_of_a_sample_end_in_success_or_a_named_error(target, tmp_path):
+def test_seeded_mutations_of_a_sample_end_in_success_or_a_named_error(target, tmp_path, monkeypatch):
+    # In this process (one TensorFlow import, not one child per call); the CLI runs of the script
+    # exercise the child process.
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")
     cases = _pick_cases(target, 4, 2)
     assert len(cases) == 6 and len({m.kind for m in cases}) >= 3
     outcomes = [(m.kind, m.description[:80], _run(m.data, tmp_path, k)) for k, m in enumerate(cases)]
