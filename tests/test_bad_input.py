@@ -23,7 +23,7 @@ import flatbuffers
 import numpy as np
 import pytest
 
-from tflite_inverter import InvalidModelError, ModelFileError, ir, read_model
+from tflite_inverter import InvalidModelError, ModelFileError, ir, read_model, reader
 
 from .conftest import corpus_files, sample_files
 
@@ -235,7 +235,7 @@ def build_model(subgraphs: list[dict[str, Any]], opcodes: tuple[int, ...] = (ADD
                 buffers: tuple[bytes, ...] = (b"",), identifier: bytes = b"TFL3") -> bytes:
     """A TFLite flatbuffer written table by table with the ``tflite`` package's builder functions.
 
-    ``subgraphs``: dicts with ``tensors`` (dicts: shape, buffer, type), ``inputs``, ``outputs`` and
+    ``subgraphs``: dicts with ``tensors`` (dicts: shape, buffer, type, signature), ``inputs``, ``outputs`` and
     ``operators`` (dicts: opcode, inputs, outputs, optionally ``while``: (cond, body)).
     """
     T, SG, OP, OC, M, BUF, WO = (_fb(n) for n in ("Tensor", "SubGraph", "Operator", "OperatorCode", "Model",
@@ -261,8 +261,11 @@ def build_model(subgraphs: list[dict[str, Any]], opcodes: tuple[int, ...] = (ADD
         for ti, t in enumerate(sg["tensors"]):
             name = b.CreateString(f"t{si}_{ti}")
             shape = _ivec(b, t.get("shape", [1]))
+            signature = _ivec(b, t["signature"]) if "signature" in t else None
             T.TensorStart(b)
             T.TensorAddShape(b, shape)
+            if signature is not None:
+                T.TensorAddShapeSignature(b, signature)
             T.TensorAddType(b, t.get("type", FLOAT32))
             T.TensorAddBuffer(b, t.get("buffer", 0))
             T.TensorAddName(b, name)
@@ -383,13 +386,38 @@ def test_while_cycle_through_another_subgraph_is_rejected():
 
 def test_huge_constant_backed_by_tiny_buffer_is_rejected_without_allocating():
     graph = add_graph()
-    graph["tensors"] = [{"shape": [2]}, {"shape": [2**20, 2**20], "buffer": 1}, {"shape": [2]}]
+    graph["tensors"] = [{"shape": [2]}, {"shape": [2**15, 2**15], "buffer": 1}, {"shape": [2]}]
     data = build_model([graph], buffers=(b"", b"\0" * 16))
-    o = run_case("2^40-element float32 constant in 16 bytes", data)
+    o = run_case("2^30-element float32 constant in 16 bytes", data)
     assert o.result == "invalid", o
-    assert str(4 * 2**40) in o.message and "holds 16" in o.message
+    assert str(4 * 2**30) in o.message and "holds 16" in o.message
     assert o.seconds < 0.5
     assert o.peak < MAX_PEAK_BYTES
+
+
+def test_activation_of_2_to_the_40_elements_is_rejected_by_the_element_bound():
+    """Activations have no bytes to check against: their declared element count is bounded instead."""
+    graph = add_graph()
+    graph["tensors"] = [{"shape": [2]}, {"shape": [2]}, {"shape": [0, 2**20, 2**20]}]
+    msg = expect_invalid(build_model([graph]), "2^40-element activation")
+    assert "subgraph 0, tensor 2" in msg and str(2**40) in msg and str(reader.MAX_ELEMENTS) in msg
+
+
+def test_shape_signature_disagreeing_with_the_shape_is_rejected():
+    """A static signature dimension other than the shape's made rebuilt inputs 2^20 times larger than the
+    interpreter's (the signature decides the SavedModel's input spec)."""
+    graph = add_graph()
+    graph["tensors"] = [{"shape": [1, 2], "signature": [2**20, 2]}, {"shape": [1, 2]}, {"shape": [1, 2]}]
+    msg = expect_invalid(build_model([graph]), "signature [2^20, 2] on shape [1, 2]")
+    assert "subgraph 0, tensor 0" in msg and "[1048576, 2]" in msg and "[1, 2]" in msg
+    graph["tensors"][0] = {"shape": [1, 2], "signature": [-1, 2]}
+    assert read_model(build_model([graph])).main.tensors[0].shape_signature == (-1, 2)
+
+
+def test_a_tensor_of_max_elements_is_accepted():
+    graph = add_graph()
+    graph["tensors"] = [{"shape": [2]}, {"shape": [2]}, {"shape": [reader.MAX_ELEMENTS]}]
+    assert read_model(build_model([graph])).main.tensors[2].shape == (reader.MAX_ELEMENTS,)
 
 
 def shared_object_model(tensors: int, name_bytes: int, operators: int, op_inputs: int) -> bytes:
@@ -509,3 +537,35 @@ def test_path_errors_and_invalid_bytes_are_distinct_error_kinds(tmp_path):
     o = run_case("4-byte file", p)
     assert o.result == "invalid" and str(p) in o.message
 
+
+
+# -- quantization parameters the interpreter's arithmetic cannot use -------------------------------
+
+
+def _quantized_add(scale: float, zero_point: int, type_name: str = "INT8") -> bytes:
+    from .tflite_builder import build_model as build
+
+    q = {"scale": [0.5], "zero_point": [0]}
+    bad = {"scale": [scale], "zero_point": [zero_point]}
+    return build(tensors=[("a", [2], type_name, None, q), ("b", [2], type_name, None, bad),
+                          ("y", [2], type_name, None, q)],
+                 ops=[("ADD", [0, 1], [2])], inputs=[0, 1], outputs=[2])
+
+
+def test_well_formed_quantization_parses():
+    t = read_model(_quantized_add(0.25, -3)).main.tensors[1]
+    assert float(t.quantization.scale[0]) == 0.25 and int(t.quantization.zero_point[0]) == -3
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf"), float("-inf"), 0.0, -0.5])
+def test_non_finite_or_non_positive_scale_is_rejected_naming_the_tensor(scale):
+    # A NaN scale used to reach the rebuild (ValueError: cannot convert float NaN to integer).
+    msg = expect_invalid(_quantized_add(scale, 0), f"scale {scale}")
+    assert "subgraph 0, tensor 1 ('b')" in msg and "scale 0 is" in msg and "finite and positive" in msg
+
+
+@pytest.mark.parametrize(("type_name", "zero_point"), [("INT8", 128), ("INT8", -129), ("UINT8", -1),
+                                                       ("INT16", 2**15), ("INT32", 2**40)])
+def test_zero_point_outside_the_storage_type_is_rejected(type_name, zero_point):
+    msg = expect_invalid(_quantized_add(0.5, zero_point, type_name), f"{type_name} zero point {zero_point}")
+    assert "subgraph 0, tensor 1 ('b')" in msg and str(zero_point) in msg and type_name in msg

@@ -239,3 +239,29 @@ def test_verification_options_with_no_verify_are_a_usage_error_and_write_nothing
     out = tmp_path / "sm"
     assert main(["convert", float_model, "-o", str(out), "--no-verify", *extra]) == 2
     assert not out.exists()
+
+
+def test_tensorflow_failing_at_run_time_is_a_named_error_and_leaves_nothing(float_model, tmp_path, monkeypatch):
+    """An op kernel error while verifying (GatherV2 index out of range in a fuzzed model) was a traceback;
+    it is a TensorFlowCrashError (exit 9) naming the signature and node, and no SavedModel or temp dir remains."""
+    from tflite_inverter.errors import TensorFlowCrashError
+    from tflite_inverter.ops import registry
+
+    spec = registry.find("CONV_2D")
+
+    def gathers_out_of_range(ctx):
+        x = ctx.input(0)
+        index = tf.cast(tf.reduce_sum(x) * 0, tf.int32) + 7  # known only when the model runs
+        return [tf.concat([x, x], -1) * tf.gather(tf.ones([2]), index)]
+
+    monkeypatch.setitem(registry._REGISTRY, "CONV_2D",
+                        registry.OpSpec("CONV_2D", gathers_out_of_range, spec.family, spec.check))
+    monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patched rebuilder lives in this process
+    out = tmp_path / "out"
+    with pytest.raises(TensorFlowCrashError) as info:
+        convert(float_model, str(out))
+    msg = str(info.value)
+    assert info.value.exit_code == 9
+    assert msg.startswith("signature 'serving_default': TensorFlow failed") and "GatherV2" in msg and "7" in msg
+    assert "\n" not in msg
+    assert os.listdir(tmp_path) == []

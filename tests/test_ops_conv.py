@@ -550,3 +550,31 @@ def test_batch_matmul_hybrid_matches_kernel(adj_y):
     spec = [S([2, 5, 64], F32)]
     model = converted(lambda x: tf.linalg.matmul(x, w, adjoint_b=adj_y), spec, "BATCH_MATMUL", "dynamic")
     check_hybrid(model, spec)
+
+
+# -- requantization multipliers out of the kernels' range (fuzzed scales) ---------------------------
+
+
+def test_quantize_multiplier_flushes_tiny_and_saturates_huge_multipliers():
+    from tflite_inverter.ops.hybrid import quantize_multiplier
+
+    assert quantize_multiplier(0.5) == (1 << 30, 0)
+    assert quantize_multiplier(2.0**-40) == (0, 0)
+    assert quantize_multiplier(2.0**40) == ((1 << 31) - 1, 30)  # quantization_util.cc, single rounding
+
+
+def test_int16x8_fully_connected_with_a_huge_multiplier_is_rebuilt():
+    """in_scale * w_scale / out_scale = 1e12 made the right shift negative (ValueError: negative shift
+    count) while tracing. The interpreter's result at such a shift is undefined behaviour in C, so the
+    rebuilt values are only checked for range; a sane scale still matches the interpreter."""
+    from .tflite_builder import single_op_model
+
+    w = np.array([[1, -2, 3], [0, 1, 0]], np.int8)
+    x = np.array([[3, 1, -1]], np.int16)
+    for out_scale in (1e-12, 1e-3):
+        m = single_op_model("FULLY_CONNECTED", [([1, 3], "INT16", None, {"scale": [1.0], "zero_point": [0]}),
+                                                ([2, 3], "INT8", w, {"scale": [1.0], "zero_point": [0]})],
+                            [([1, 2], "INT16", {"scale": [out_scale], "zero_point": [0]})], {})
+        got = run_rebuilt(m, [x])[0]
+        assert got.dtype == np.int16 and got.shape == (1, 2)
+    np.testing.assert_array_equal(got, run_interpreter(m, [x])[0])

@@ -550,6 +550,21 @@ def test_flex_op_with_bad_options_is_refused():
         check_supported(read_model(m))
 
 
+def test_flex_attribute_name_the_op_does_not_have_is_refused_before_building():
+    """A flipped byte in an attribute name (a mutated planestrike's 'output_dtipe') used to reach
+    tf.raw_ops as an unexpected keyword argument (TypeError); the check names it with the operator."""
+    model = to_tflite(lambda x: tf.strings.length(tf.strings.as_string(x, precision=2)),
+                      [tf.TensorSpec([4], tf.float32)], flex=True)
+    assert model.count(b"precision") == 1
+    bad = read_model(model.replace(b"precision", b"precisiom"))
+    with pytest.raises(UnsupportedOpError) as info:
+        check_supported(bad)
+    msg = str(info.value)
+    assert "(CUSTOM:FlexAsString)" in msg and "'precisiom'" in msg and "AsString" in msg
+    assert "precision" in msg  # the attributes the op does have are listed
+    check_supported(read_model(model))  # the unmutated model passes the same check
+
+
 # -- corpus ---------------------------------------------------------------------------------------------
 def _corpus(name):
     path = CORPUS_DIR / name

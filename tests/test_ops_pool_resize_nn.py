@@ -261,6 +261,21 @@ def test_softmax_integer_is_bit_exact(mode, beta):
     check_quantized(model, spec, low=-6, high=6)
 
 
+def test_softmax_int8_whose_real_inputs_overflow_float32_stays_inside_the_exp_table():
+    """A scale of 3e38 is finite (the reader accepts it) but its real values are +-inf in float32: the
+    table index max - q became INT_MIN and GatherV2 failed at run time (a fuzzed conv_fc_mnist). The
+    kernel's index is one of stored 8-bit values, in [0, 255]; the values themselves cannot be carried
+    faithfully in float32 at such a scale, so only validity is checked."""
+    from .tflite_builder import single_op_model
+
+    model = single_op_model("SOFTMAX", [([1, 6], "INT8", None, {"scale": [3e38], "zero_point": [0]})],
+                            [([1, 6], "INT8", {"scale": [1 / 256], "zero_point": [-128]})], {"beta": 1.0})
+    x = np.array([[-128, -3, 0, 1, 127, 127]], np.int8)
+    got = run_rebuilt(model, [x])[0]
+    assert got.dtype == np.int8 and got.shape == (1, 6)
+    assert run_interpreter(model, [x])[0].shape == got.shape  # the interpreter runs it too
+
+
 def test_log_softmax_float():
     spec = [S([3, 12], F32)]
     model = converted(lambda x: tf.nn.log_softmax(x), spec, "LOG_SOFTMAX")

@@ -26,7 +26,7 @@ from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import check_supported, make_module
 
 from .conftest import CORPUS_DIR
-from .tflite_builder import build_model
+from .tflite_builder import build_model, patch_model
 
 RNG = np.random.default_rng(42)
 
@@ -219,6 +219,27 @@ def test_lstm_basic_kernel_is_refused_by_name():
     model = set_op_options(model, "LSTM", kernel_type="BASIC")
     with pytest.raises(UnsupportedOpError, match="BASIC"):
         check_supported(read_model(model))
+
+
+@pytest.mark.parametrize(("op", "time_major"), [("LSTM", False), ("UNIDIRECTIONAL_SEQUENCE_LSTM", False),
+                                                ("UNIDIRECTIONAL_SEQUENCE_LSTM", True)])
+@pytest.mark.parametrize(("state", "shape"), [(18, [1, 5]), (19, [3, 67108864])])
+def test_lstm_state_of_the_wrong_size_is_refused_by_name(op, time_major, state, shape):
+    """Fuzzed litert lstm.tflite / custom_lstm.tflite (input batch 1 -> 33554432, cell state [1, 2] ->
+    [1, 67108864]) reached tf.scan (ValueError: Inconsistent shapes); the kernels need
+    NumElements(state) == n_batch * n."""
+    model, _ = uni_lstm_model(op=op, batch=3, time_major=time_major)
+    check_supported(read_model(model))
+
+    def resize_state(tree):
+        sg = tree["subgraphs"][0]
+        sg["tensors"][sg["operators"][0]["inputs"][state]]["shape"] = shape
+
+    with pytest.raises(UnsupportedOpError) as info:
+        check_supported(read_model(patch_model(model, resize_state)))
+    msg = str(info.value)
+    what = "output state" if state == 18 else "cell state"
+    assert f"operator 0 ({op}): input {state} ({what}) has shape {shape}, but batch 3 x 5 needs 15" in msg
 
 
 # -- LSTM from the converter: float, hybrid, full integer ------------------------------------------
@@ -534,3 +555,15 @@ def test_corpus_svdf_with_int8_time_weights_and_state_is_refused():
     assert [op.name for op in model.main.operators].count("SVDF") == 7
     with pytest.raises(UnsupportedOpError, match=r"int8 weights_time \(input 2\) and state \(input 4\)"):
         check_supported(model)
+
+
+def test_integer_recurrent_multiplier_saturates_instead_of_overflowing():
+    """A fuzzed keyword_scrambled (SVDF, one scale set to 1e30) made the multiplier's shift ~100:
+    x * 2**shift * q overflowed the int64 conversion (OverflowError). The shift saturates at 30."""
+    from tflite_inverter.ops.recurrent import _mbqm, _quantize_multiplier
+
+    assert _quantize_multiplier(0.75) == (3 << 29, 0)
+    assert _quantize_multiplier(1e30) == (2**31 - 1, 30)
+    assert _quantize_multiplier(-1e30) == (-(2**31 - 1), 30)
+    got = _mbqm(tf.constant([0, 1, -1], tf.int64), 1e30).numpy()
+    assert got.tolist() == [0, 2**30, -(2**30 - 1)]  # SaturatingRoundingDoublingHighMul rounds -0.5 up

@@ -59,3 +59,64 @@ def test_signature_outputs_follow_signature_order_not_subgraph_order():
     assert names == {"a", "b"}
     assert got["z_first"] == [0.0, 2.0, 4.0]
     assert got["a_second"] == [1.0, 2.0]
+
+
+# -- hostile shapes: TensorFlow's shape inference names the operator --------------------------------
+
+
+def _conv_with_input_narrower_than_its_kernel() -> bytes:
+    from .tflite_builder import single_op_model
+
+    w = np.zeros((1, 3, 3, 1), np.float32)
+    return single_op_model("CONV_2D", [([1, 5, 2, 1], "FLOAT32", None), ([1, 3, 3, 1], "FLOAT32", w),
+                                       ([1], "FLOAT32", np.zeros(1, np.float32))],
+                           [([1, 3, 0, 1], "FLOAT32")], {"padding": "VALID", "stride_w": 1, "stride_h": 1})
+
+
+def test_op_whose_shapes_tensorflow_rejects_is_an_invalid_model_naming_the_operator():
+    """A mutated width (5 -> 0 in a fuzzed mixed16x8) made Conv2D's shape function raise a bare ValueError."""
+    from tflite_inverter.errors import InvalidModelError
+    from tflite_inverter.reader import read_model
+    from tflite_inverter.rebuild import make_module
+
+    with pytest.raises(InvalidModelError) as info:
+        make_module(read_model(_conv_with_input_narrower_than_its_kernel()))
+    msg = str(info.value)
+    assert msg.startswith("subgraph 0, operator 0 (CONV_2D): TensorFlow rejects")
+    assert "Negative dimension size" in msg and "[1,5,2,1]" in msg and "{{node" not in msg
+
+
+def test_a_bug_in_a_rebuilder_stays_a_traceback(monkeypatch):
+    """Only TensorFlow op errors become named errors; our own mistakes must stay visible."""
+    from tflite_inverter.ops import registry
+    from tflite_inverter.reader import read_model
+    from tflite_inverter.rebuild import make_module
+
+    spec = registry.find("CONV_2D")
+
+    def broken(ctx):
+        raise KeyError("a rebuilder bug")
+
+    monkeypatch.setitem(registry._REGISTRY, "CONV_2D", registry.OpSpec("CONV_2D", broken, spec.family, spec.check))
+    with pytest.raises(KeyError, match="a rebuilder bug"):
+        make_module(read_model(_conv_with_input_narrower_than_its_kernel()))
+
+
+@pytest.mark.parametrize("op", ["LESS", "ADD"])
+@pytest.mark.parametrize("inputs", [[0, -1], [0]], ids=["absent", "missing"])
+def test_required_input_marked_absent_or_missing_is_an_invalid_model_naming_the_input(op, inputs):
+    """Flipped bits turned an operator's input into -1 (absent) or cut its inputs vector; tf.less(a, None)
+    raised a bare ValueError."""
+    from tflite_inverter.errors import InvalidModelError
+    from tflite_inverter.reader import read_model
+    from tflite_inverter.rebuild import make_module
+
+    from .tflite_builder import build_model
+
+    out = "BOOL" if op == "LESS" else "FLOAT32"
+    model = build_model(tensors=[("a", [2], "FLOAT32"), ("y", [2], out)], ops=[(op, inputs, [1])],
+                        inputs=[0], outputs=[1])
+    with pytest.raises(InvalidModelError) as info:
+        make_module(read_model(model))
+    how = "absent (-1)" if len(inputs) == 2 else "missing (the operator has 1 inputs)"
+    assert str(info.value) == f"subgraph 0, operator 0 ({op}): input(s) 1 {how}, but the op needs them"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import _io, ir
-from .errors import InterpreterError, NotVerifiedError, UsageError, VerificationError
+from .errors import InterpreterError, NotVerifiedError, TensorFlowCrashError, UsageError, VerificationError
 from .input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
 from .reader import read_model
 from .verify import (
@@ -68,7 +68,7 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
                        inputs_path: str | None = None, tolerance: float | None = None, seed: int = 0,
                        note_sink: list[str] | None = None) -> list[OutputCheck]:
     """Run the original (interpreter, child process) and the saved SavedModel on the same inputs."""
-    from ._tf import tf
+    from ._tf import tensorflow_op_error, tf
 
     user_feeds = [load_inputs(inputs_path, p) for p in plans] if inputs_path else None
     spread: list[list[np.ndarray] | None] = []
@@ -88,14 +88,18 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
             kwargs[name] = tf.constant(a)
         try:
             out = fn(**kwargs)
-        except tf.errors.InvalidArgumentError as exc:  # e.g. a shape the rebuilt graph rejects
-            from ._tf import error_cause
-
-            usage = None if user_feeds is not None else default_shape_error(plans, error_cause(exc),
-                                                                            "the rebuilt model rejects")
-            if usage is None:
+        except Exception as exc:
+            why = tensorflow_op_error(exc)
+            if why is None:
                 raise
-            raise usage from None
+            if isinstance(exc, tf.errors.InvalidArgumentError) and user_feeds is None:
+                from ._tf import error_cause  # e.g. a shape the rebuilt graph rejects
+
+                usage = default_shape_error(plans, error_cause(exc), "the rebuilt model rejects")
+                if usage is not None:
+                    raise usage from None
+            raise TensorFlowCrashError(f"signature {p.key!r}: TensorFlow failed running the rebuilt model on "
+                                       f"the verification inputs: {why}") from None
         checks.extend(compare_plan(model, p, ref, out, alt, tolerance))
     return checks
 

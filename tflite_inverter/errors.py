@@ -88,7 +88,9 @@ class UsageError(InverterError):
 
 class TensorFlowCrashError(InverterError):
     """TensorFlow died while running the model (a signal such as SIGSEGV/SIGABRT in the child process
-    that does all TensorFlow work). The tool itself survives; the message names the model and the stage."""
+    that does all TensorFlow work), or one of its op kernels failed on the rebuilt model (the message
+    then names the signature and the TensorFlow node). The tool itself survives; the message names
+    the model and the stage."""
 
     exit_code = 9
 

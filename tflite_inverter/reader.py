@@ -6,7 +6,11 @@ Validation of untrusted input lives here and only here. Two passes:
    read, with bounded depth and a bounded object count;
 2. semantic, below: every tensor/buffer/op-code/subgraph index, control-flow subgraph references
    (no cycles), quantization arrays against shapes, and every constant's declared shape x dtype
-   against the bytes that back it (so nothing later allocates what the file does not hold).
+   against the bytes that back it (so nothing later allocates what the file does not hold);
+   ``shape_signature`` agrees with ``shape`` except where it is -1; every tensor's element count
+   (zero-size dimensions counted as 1) is at most :data:`MAX_ELEMENTS`; quantization scales are finite and positive, and zero points lie in the
+   range of the tensor's integer type (int32 for other types), as TFLite's quantization spec requires
+   (``real = scale * (q - zero_point)``, scale > 0, zero point representable in the storage type).
 
 Files are memory-mapped; constant data stays in the mapping (zero-copy views).
 """
@@ -26,6 +30,13 @@ from .flatbuf import ByteSpan, FlatbufferDecoder, UnionValue
 from .schema import Schema, bundled_schema, op_name
 
 MAX_RANK = 64
+#: Largest element count of one tensor: TFLite's kernels count elements in a C ``int``
+#: (``RuntimeShape::FlatSize()``), so a tensor of 2**31 elements or more cannot be run by the
+#: interpreter, and it would need gigabytes in TensorFlow.
+MAX_ELEMENTS = 2**31 - 1
+#: Storage range of the zero point of each integer tensor type (other types: int32).
+_ZP_RANGE = {"INT2": (-2, 1), "INT4": (-8, 7), "UINT4": (0, 15), "INT8": (-128, 127), "UINT8": (0, 255),
+             "INT16": (-32768, 32767), "UINT16": (0, 65535)}
 
 _NUMPY_TYPES: dict[str, str] = {
     "FLOAT32": "<f4", "FLOAT16": "<f2", "FLOAT64": "<f8", "INT32": "<i4", "UINT8": "u1", "INT64": "<i8",
@@ -114,7 +125,7 @@ class _Builder:
             raise self.fail(f"{where}: {what} has {len(arr)} dimensions (at most {MAX_RANK} are supported)")
         return tuple(int(x) for x in arr)
 
-    def quantization(self, q: dict[str, Any] | None, shape: tuple[int, ...], where: str
+    def quantization(self, q: dict[str, Any] | None, shape: tuple[int, ...], where: str, type_name: str = ""
                      ) -> ir.Quantization | None:
         if not q:
             return None
@@ -135,6 +146,15 @@ class _Builder:
         qdim = int(q.get("quantized_dimension") or 0)
         if scale.size and zp.size not in (0, 1, scale.size):
             raise self.fail(f"{where}: quantization has {scale.size} scales but {zp.size} zero points")
+        bad = np.flatnonzero(~(np.isfinite(scale) & (scale > 0)))
+        if bad.size:
+            raise self.fail(f"{where}: quantization scale {bad[0]} is {float(scale[bad[0]])!r} (scales must be "
+                            "finite and positive)")
+        lo, hi = _ZP_RANGE.get(type_name, (-(2**31), 2**31 - 1))
+        bad = np.flatnonzero((zp < lo) | (zp > hi))
+        if bad.size:
+            raise self.fail(f"{where}: quantization zero point {bad[0]} is {int(zp[bad[0]])}, outside the "
+                            f"{type_name or 'int32'} range [{lo}, {hi}]")
         if scale.size > 1:
             if shape and not 0 <= qdim < len(shape):
                 # Real converters copy the filter's axis onto rank-1 biases (e.g. person_detect's
@@ -168,6 +188,15 @@ class _Builder:
             raise self.fail(f"{where}: shape_signature {sig} has a different rank than shape {shape}")
         if any(d < -1 for d in shape) or any(d < -1 for d in sig):
             raise self.fail(f"{where}: shape {shape} / signature {sig} has a negative dimension")
+        if any(s != -1 and s != d for s, d in zip(sig, shape)):
+            raise self.fail(f"{where}: shape_signature {list(sig)} disagrees with shape {list(shape)} (a "
+                            "signature dimension is -1 (dynamic) or the shape's own size)")
+        count = 1
+        for d in shape:  # zero-size dimensions count as 1: [0, 2**31] is as absurd as [1, 2**31]
+            count *= max(d, 1)
+        if count > MAX_ELEMENTS:
+            raise self.fail(f"{where}: shape {list(shape)} has {count} elements (at most {MAX_ELEMENTS}: TFLite "
+                            "counts a tensor's elements in a 32-bit int)")
         bidx = int(t.get("buffer") or 0)
         if bidx > 0 and bidx >= len(buffers):  # buffer 0 is the "no data" sentinel, even with no buffers
             raise self.fail(f"{where}: refers to buffer {bidx}, but there are {len(buffers)} buffers")
@@ -192,7 +221,7 @@ class _Builder:
         return ir.Tensor(
             index=idx, name=name, shape=shape, shape_signature=sig, type_name=type_name,
             dtype=numpy_dtype(type_name), buffer=bidx, is_variable=bool(t.get("is_variable")),
-            quantization=self.quantization(t.get("quantization"), shape, where), sparsity=sparsity_plain,
+            quantization=self.quantization(t.get("quantization"), shape, where, type_name), sparsity=sparsity_plain,
             has_rank=bool(t.get("has_rank")), _storage=self.storage, _span=span)
 
     # -- operators --------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from . import ir
-from ._tf import tf
-from .errors import InvalidModelError, UnsupportedOpError
+from ._tf import tensorflow_op_error, tf
+from .errors import InvalidModelError, InverterError, UnsupportedOpError
 from .ops import common, registry
 
 
@@ -85,6 +85,7 @@ class OpContext:
         self.op = op
         self.options = op.options
         self._values = values
+        self.absent_read: list[int] = []  # inputs asked for that the operator does not have
 
     # -- identity ---------------------------------------------------------------------------------
     @property
@@ -121,6 +122,7 @@ class OpContext:
     def input(self, i: int) -> Any:
         """The value of input ``i`` (``None`` for an absent optional input)."""
         if not self.has_input(i):
+            self.absent_read.append(i)
             return None
         return self.builder.value(self.subgraph, self.op.inputs[i], self._values)
 
@@ -290,15 +292,46 @@ class GraphBuilder:
             if spec is None:
                 raise UnsupportedOpError([f"{sg.where(op)}: no rebuilder"])
             ctx = OpContext(self, sg, op, values)
-            outs = spec.fn(ctx)
-            if len(outs) != len(op.outputs):
-                raise UnsupportedOpError([f"{sg.where(op)}: rebuilder returned {len(outs)} outputs, the op has "
-                                          f"{len(op.outputs)}"])
-            for ti, v in zip(op.outputs, outs):
-                if ti < 0 or v is None:
-                    continue
-                values[ti] = self.post_output(sg, ti, v)
+            try:
+                outs = spec.fn(ctx)
+                if len(outs) != len(op.outputs):
+                    raise UnsupportedOpError([f"{sg.where(op)}: rebuilder returned {len(outs)} outputs, the op "
+                                              f"has {len(op.outputs)}"])
+                for ti, v in zip(op.outputs, outs):
+                    if ti < 0 or v is None:
+                        continue
+                    values[ti] = self.post_output(sg, ti, v)
+            except InverterError:
+                raise
+            except Exception as exc:
+                if ctx.absent_read and _fed_none(exc):  # the rebuilder passed on a missing input
+                    missing = sorted(set(ctx.absent_read))
+                    how = "absent (-1)" if all(k < len(op.inputs) for k in missing) else \
+                        f"missing (the operator has {len(op.inputs)} inputs)"
+                    raise InvalidModelError(f"{sg.where(op)}: input(s) {', '.join(map(str, missing))} {how}, but "
+                                            "the op needs them") from None
+                # TensorFlow's shape inference is the check of each op's shapes: a file whose recorded
+                # shapes/types no TensorFlow op accepts is invalid (the interpreter's Prepare fails too).
+                why = tensorflow_op_error(exc)
+                if why is None:
+                    raise
+                raise InvalidModelError(f"{sg.where(op)}: TensorFlow rejects the op with the shapes/types the "
+                                        f"file gives it: {why}") from None
         return [self.value(sg, ti, values) for ti in sg.outputs]
+
+
+def _fed_none(exc: BaseException) -> bool:
+    """Whether ``exc`` is TensorFlow refusing a ``None`` where a tensor was needed (an absent input
+    that a rebuilder passed on)."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (ValueError, TypeError)) and ("None values not supported" in str(e)
+                                                       or "'NoneType'" in str(e)):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 @dataclass(frozen=True)

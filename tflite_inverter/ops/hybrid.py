@@ -104,7 +104,11 @@ def is_q16(t: Tensor | None) -> bool:
 
 
 def quantize_multiplier(m: float) -> tuple[int, int]:
-    """TFLite's ``QuantizeMultiplier``: ``m ~= q * 2**(shift - 31)`` with ``q`` in [2**30, 2**31)."""
+    """TFLite's ``QuantizeMultiplier``: ``m ~= q * 2**(shift - 31)`` with ``q`` in [2**30, 2**31).
+
+    As in ``quantization_util.cc``: a multiplier under 2**-31 is flushed to (0, 0), and one of 2**30
+    or more saturates to (2**31 - 1, 30) (the single-rounding kernels shift left by at most 30).
+    """
     if m == 0.0:
         return 0, 0
     mant, shift = math.frexp(m)
@@ -114,6 +118,8 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         return 0, 0
+    if shift > 30:  # single-rounding MultiplyByQuantizedMultiplier supports shifts up to 30: saturate
+        return (1 << 31) - 1, 30
     return q, shift
 
 
@@ -136,7 +142,9 @@ def requantize_fixed(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor
         total = 15 - shift
     else:
         total = 31 - shift
-    q = (tf.cast(acc, tf.int64) * tf.constant(mult) + tf.constant(1 << (total - 1))) // tf.constant(1 << total)
+    # A multiplier of 2**15 (wide) or 2**31 or more leaves no right shift: the product is shifted left.
+    left, total = np.maximum(1 - total, 0), np.maximum(total, 1)
+    q = (tf.cast(acc, tf.int64) * tf.constant(mult << left) + tf.constant(1 << (total - 1))) // tf.constant(1 << total)
     lo, hi = clamp_range(out, activation)
     y = tf.clip_by_value(tf.cast(q, tf.float32), lo, hi) * out_scale
     approx = tf.cast(acc, tf.float32) * tf.constant(requant_scale(in_scale, w_scale, out_scale)) * out_scale

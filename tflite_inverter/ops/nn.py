@@ -24,8 +24,9 @@ from .registry import register
 
 def _softmax_table(in_scale: float, beta: float) -> np.ndarray:
     """TFLite's ``PopulateSoftmaxLookupTable``: ``table[d] = expf(-(in_scale * beta) * d)``."""
-    scale = -(np.float32(in_scale) * np.float32(beta))
-    args = scale * np.arange(256, dtype=np.float32)
+    with np.errstate(over="ignore"):  # an absurd scale gives -inf arguments (exp -> 0), as in float32 C
+        scale = -(np.float32(in_scale) * np.float32(beta))
+        args = scale * np.arange(256, dtype=np.float32)
     return np.array([math.exp(float(a)) for a in args], dtype=np.float64).astype(np.float32)
 
 
@@ -36,8 +37,12 @@ def _exact_softmax(ctx: Any, x: Any, beta: float, y_float: Any) -> Any | None:
         return None
     s_in = float(in_t.quantization.scale[0])
     s_out, zp_out = float(out_t.quantization.scale[0]), float(out_t.quantization.zero_point[0])
-    q = tf.round(x / s_in)
-    d = tf.cast(tf.reduce_max(q, -1, keepdims=True) - q, tf.int32)
+    # The kernel's d = max - q of stored 8-bit values lies in [0, 255]. Clipping q to the stored range
+    # keeps it there when real values overflow float32 (an absurd scale: +-inf, and NaN after fake
+    # quantization), which would otherwise index outside the table.
+    lo_in, hi_in = integer_range(in_t.type_name)
+    q = tf.clip_by_value(tf.round(x / s_in) + float(in_t.quantization.zero_point[0]), lo_in, hi_in)
+    d = tf.clip_by_value(tf.cast(tf.reduce_max(q, -1, keepdims=True) - q, tf.int32), 0, 255)
     e = tf.gather(tf.constant(_softmax_table(s_in, beta)), d)
     inv = hybrid.reciprocal(tf.reduce_sum(e, -1, keepdims=True) * s_out)
     p = e * inv
@@ -45,6 +50,8 @@ def _exact_softmax(ctx: Any, x: Any, beta: float, y_float: Any) -> Any | None:
     r = tf.floor(p + 0.5) if out_t.type_name == "UINT8" else round_half_away(p)
     lo, hi = integer_range(out_t.type_name)
     r = tf.clip_by_value(r + zp_out, lo, hi) - zp_out
+    # The float softmax only carries the gradient; it is NaN where x overflowed (inf - inf).
+    y_float = tf.where(tf.math.is_nan(y_float), tf.zeros_like(y_float), y_float)
     return hybrid.ste(y_float, r * s_out)
 
 

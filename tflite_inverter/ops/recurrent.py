@@ -178,6 +178,29 @@ def _write_state(ctx: Any, i: int, value: Any) -> None:
 
 
 # -- LSTM: checks ----------------------------------------------------------------------------------
+def _state_problems(op: Operator, sg: Subgraph, lay: LstmLayout, x_t: Tensor | None, w_t: Tensor) -> list[str]:
+    """The kernels require ``NumElements(output_state) == n_batch * n_output`` and
+    ``NumElements(cell_state) == n_batch * n_cell``: states of another size cannot run (a static
+    batch only; a dynamic one resizes the state with it)."""
+    if x_t is None or len(x_t.shape) not in (2, 3) or not w_t.shape:
+        return []
+    time_major = bool(op.options.get("time_major", op.name == "BIDIRECTIONAL_SEQUENCE_LSTM"))
+    axis = 1 if len(x_t.shape) == 3 and time_major else 0
+    if (x_t.shape_signature or x_t.shape)[axis] < 0:
+        return []
+    batch, n_cell = x_t.shape[axis], w_t.shape[0]
+    h_t = _tensor(op, sg, lay.h["output"])
+    n_out = n_cell if op.options.get("diagonal_recurrent_tensors", False) or h_t is None or not h_t.shape \
+        else h_t.shape[-1]
+    out = []
+    for what, i, n in (("output state", lay.h_state, n_out), ("cell state", lay.c_state, n_cell)):
+        t = _tensor(op, sg, i)
+        if t is not None and t.shape and int(np.prod(t.shape)) != batch * n:
+            out.append(f"input {i} ({what}) has shape {list(t.shape)}, but batch {batch} x {n} needs "
+                       f"{batch * n} elements")
+    return out
+
+
 def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], integer_ok: bool) -> list[str]:
     problems = _activation_problems(op)
     o = op.options
@@ -189,6 +212,7 @@ def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], 
         if w_t is None:
             problems.append(f"input {lay.x['output']} (input-to-output weights) is absent")
             continue
+        problems += _state_problems(op, sg, lay, x_t, w_t)
         kind = _kind(x_t, w_t)
         if kind == "integer":
             if not integer_ok:
@@ -462,6 +486,8 @@ def _quantize_multiplier(m: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         return 0, 0
+    if shift > 30:  # a multiplier of 2**30 or more (absurd scales): saturate as quantization_util.cc does
+        return (2 ** 31 - 1) * (1 if frac >= 0 else -1), 30
     return q, shift
 
 

@@ -8,6 +8,11 @@ Flex delegate would run (and converting back with ``SELECT_TF_OPS`` gives the sa
 Inputs are matched to the ``OpDef``'s input arguments in order (a list argument takes ``N`` or
 ``len(type list)`` consecutive inputs); attributes that TensorFlow infers from the inputs (``T``,
 ``N``, type lists) are not passed, every other attribute is.
+
+The check (run before anything is built, so ``convert`` and ``inspect`` list every problem) parses the
+NodeDef against TensorFlow's ``OpDef``: the op exists, every attribute is one the op has and holds a
+value of the declared kind, every required attribute is there, and the input count matches. A Flex
+model therefore loads TensorFlow's op registry even in ``inspect``.
 """
 
 from __future__ import annotations
@@ -52,8 +57,81 @@ def _decode(op: Operator) -> tuple[str, bytes] | str:
     return name, node_def
 
 
+#: ``OpDef.AttrDef.type`` -> the ``AttrValue`` field that holds such a value.
+_ATTR_KIND = {"string": "s", "int": "i", "float": "f", "bool": "b", "type": "type", "shape": "shape",
+              "tensor": "tensor", "func": "func"}
+
+
+def _node_def(op: Operator) -> tuple[Any, Any] | str:
+    """``(NodeDef, OpDef)`` of a Flex op, or the problem that keeps it from being rebuilt.
+
+    Imports TensorFlow's op registry (the only place a TF op's attributes are defined), so checking
+    a model with Flex ops loads TensorFlow.
+    """
+    decoded = _decode(op)
+    if isinstance(decoded, str):
+        return decoded
+    name, raw = decoded
+    from tensorflow.core.framework import node_def_pb2
+    from tensorflow.python.framework import op_def_registry
+
+    nd = node_def_pb2.NodeDef()
+    try:
+        nd.ParseFromString(raw)
+    except Exception as exc:  # protobuf raises its own DecodeError
+        return f"NodeDef does not parse ({type(exc).__name__}: {exc})"
+    op_name = nd.op or name
+    op_def = op_def_registry.get(op_name)
+    if op_def is None or getattr(tf.raw_ops, op_name, None) is None:
+        return f"TensorFlow has no op {op_name!r}"
+    defs = {a.name: a for a in op_def.attr}
+    problems = []
+    unknown = sorted(k for k in nd.attr if not k.startswith("_") and k not in defs)
+    if unknown:
+        problems.append(f"NodeDef attribute(s) {', '.join(map(repr, unknown))} are not attributes of TensorFlow's "
+                        f"{op_name} (it has: {', '.join(defs) or 'none'})")
+    for key, value in nd.attr.items():
+        if key not in defs:
+            continue
+        want = "list" if defs[key].type.startswith("list(") else _ATTR_KIND.get(defs[key].type)
+        kind = value.WhichOneof("value")
+        if want is not None and kind != want:
+            problems.append(f"NodeDef attribute {key!r} holds a {kind or 'empty'} value; {op_name} wants "
+                            f"{defs[key].type}")
+    inferred = _inferred_attrs(op_def)
+    missing = sorted(a.name for a in op_def.attr
+                     if a.name not in nd.attr and a.name not in inferred and not a.HasField("default_value"))
+    if missing:
+        problems.append(f"NodeDef lacks the required attribute(s) {', '.join(map(repr, missing))} of {op_name}")
+    if not problems:
+        count = _input_count(op_def, nd)
+        if count != len(op.inputs):
+            problems.append(f"{op_name} takes {count} inputs, the operator has {len(op.inputs)}")
+    return "; ".join(problems) if problems else (nd, op_def)
+
+
+def _inferred_attrs(op_def: Any) -> set[str]:
+    """Attributes TensorFlow infers from the inputs (``T``, ``N``, type lists): not passed."""
+    inferred: set[str] = set()
+    for arg in op_def.input_arg:
+        inferred.update(a for a in (arg.type_attr, arg.number_attr, arg.type_list_attr) if a)
+    return inferred
+
+
+def _arg_count(arg: Any, nd: Any) -> int:
+    if arg.number_attr:
+        return int(nd.attr[arg.number_attr].i)
+    if arg.type_list_attr:
+        return len(nd.attr[arg.type_list_attr].list.type)
+    return 1
+
+
+def _input_count(op_def: Any, nd: Any) -> int:
+    return sum(_arg_count(arg, nd) for arg in op_def.input_arg)
+
+
 def _check(op: Operator, sg: Subgraph) -> list[str]:
-    r = _decode(op)
+    r = _node_def(op)
     return [r] if isinstance(r, str) else []
 
 
@@ -87,25 +165,12 @@ def _attr_value(v: Any, where: str) -> Any:
 
 @register("CUSTOM:Flex*", check=_check)
 def flex_op(ctx: Any) -> list[Any]:
-    from tensorflow.core.framework import node_def_pb2
-    from tensorflow.python.framework import op_def_registry
-
-    decoded = _decode(ctx.op)
-    if isinstance(decoded, str):
-        raise ctx.unsupported(decoded)
-    name, raw = decoded
-    nd = node_def_pb2.NodeDef()
-    try:
-        nd.ParseFromString(raw)
-    except Exception as exc:  # protobuf raises its own DecodeError
-        raise ctx.unsupported(f"NodeDef does not parse ({exc})") from None
-    op_def = op_def_registry.get(nd.op or name)
-    fn = getattr(tf.raw_ops, nd.op or name, None)
-    if op_def is None or fn is None:
-        raise ctx.unsupported(f"TensorFlow has no op {nd.op or name!r}")
-    inferred = set()
-    for arg in op_def.input_arg:
-        inferred.update(a for a in (arg.type_attr, arg.number_attr, arg.type_list_attr) if a)
+    checked = _node_def(ctx.op)
+    if isinstance(checked, str):
+        raise ctx.unsupported(checked)
+    nd, op_def = checked
+    fn = getattr(tf.raw_ops, op_def.name)
+    inferred = _inferred_attrs(op_def)
     kwargs: dict[str, Any] = {}
     for key, value in nd.attr.items():
         if key in inferred or key.startswith("_"):
@@ -116,12 +181,7 @@ def flex_op(ctx: Any) -> list[Any]:
             raise ctx.unsupported(str(exc)) from None
     pos = 0
     for arg in op_def.input_arg:
-        if arg.number_attr:
-            count = nd.attr[arg.number_attr].i
-        elif arg.type_list_attr:
-            count = len(nd.attr[arg.type_list_attr].list.type)
-        else:
-            count = 1
+        count = _arg_count(arg, nd)
         vals = []
         for k in range(count):
             v = ctx.input(pos + k)
@@ -140,8 +200,6 @@ def flex_op(ctx: Any) -> list[Any]:
         pos += count
         arg_name = arg.name + "_" if keyword.iskeyword(arg.name) else arg.name
         kwargs[arg_name] = vals if (arg.number_attr or arg.type_list_attr) else vals[0]
-    if pos != ctx.num_inputs:
-        raise ctx.unsupported(f"{nd.op} takes {pos} inputs, the operator has {ctx.num_inputs}")
     result = fn(**kwargs)
     outs = [result] if isinstance(result, tf.Tensor) else list(tf.nest.flatten(result))
     if len(outs) != ctx.num_outputs:
