@@ -59,7 +59,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
         "signatures with I/O names/shapes/dtypes/quantization, an op histogram per subgraph, each op "
         "type's quantization kind and whether tflite-inverter can rebuild it. With --target imx8mp, "
         "predicts per op whether the i.MX8M Plus NPU (VX delegate) or the CPU runs it, and why. "
-        "Does not import TensorFlow.",
+        "Does not import TensorFlow (except to check the attributes of Flex ops against TensorFlow's op definitions).",
         epilog=EPILOG,
     )
     p.add_argument("model", help="path to a .tflite file")
