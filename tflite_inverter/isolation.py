@@ -130,15 +130,18 @@ def _child_main(fd: int) -> None:
     conn = Connection(fd)
     sys.path[:] = conn.recv()
     mem = memory_limit()
+    cap_failed = None
     if mem is not None:
         import resource
 
         try:
             resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        except (ValueError, OSError):
-            pass
+        except (ValueError, OSError) as exc:  # e.g. a hard limit below the cap: say so, do not pretend
+            cap_failed = f"WARNING: the memory cap ({MEMORY_ENV}) could not be applied: {exc}"
     tempfile.tempdir = os.environ.get("TMPDIR") or None
     _progress_conn = conn
+    if cap_failed:
+        progress(cap_failed)
     while True:
         try:
             request = conn.recv()

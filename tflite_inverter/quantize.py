@@ -56,7 +56,6 @@ from .calibration import CalibrationData, InputSpec, load_calibration, parse_flo
 from .errors import (
     InterpreterError,
     InverterError,
-    OutputExistsError,
     UnsupportedOpError,
     UsageError,
     VerificationError,
@@ -1376,10 +1375,7 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
     mean_v, std_v = parse_floats(mean, "--mean"), parse_floats(std, "--std")
     parse_input_shapes(input_shapes)  # format errors before the TensorFlow child starts
     for path in (output, report):
-        if path and os.path.exists(path) and not force:
-            raise OutputExistsError(f"{path} exists; pass --force to replace it")
-        if path and os.path.isdir(path):
-            raise UsageError(f"{path} is a directory; expected a file path")
+        _io.check_output_file(path, force)
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError("the output would replace SOURCE; choose another path")
     needs_calib = dtype in CALIBRATED and reuse is None
