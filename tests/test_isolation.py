@@ -199,3 +199,20 @@ def test_the_parent_never_imports_tensorflow(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_out_of_memory_in_the_cli_process_is_a_named_resource_error(tmp_path):
+    """The parent (no TensorFlow) is capped too: a file whose declared sizes numpy cannot hold ends in
+    exit 10 naming the cap, not a MemoryError traceback. The parent's work is replaced by a 3 GiB
+    allocation, which succeeds uncapped (np.empty touches nothing) and fails under a 2 GiB cap."""
+    script = (
+        "import sys, numpy as np\n"
+        "import tflite_inverter.conversion as c\n"
+        "c.convert = lambda *a, **k: np.empty(3 << 30, np.uint8)\n"
+        "from tflite_inverter.cli import main\n"
+        f"sys.exit(main(['convert', 'any.tflite', '-o', {str(tmp_path / 'o')!r}]))\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TFLITE_INVERTER_MEMORY_LIMIT="2G"))
+    assert proc.returncode == 10, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "TFLITE_INVERTER_MEMORY_LIMIT" in proc.stderr
+    assert "any.tflite" in proc.stderr

@@ -382,6 +382,26 @@ def test_filter_bank_accumulates_weights_and_unweights():
         np.testing.assert_array_equal(y, ref_filter_bank(x, w, uw, fstart, wstart, widths, n))
 
 
+def test_filter_bank_memory_follows_the_bands_not_channels_times_bins(monkeypatch):
+    """A file may declare 2**26 energy bins (measured: a dense channels x bins matrix took 12 GB in the
+    check); the terms are kept sparse, and bands wider in total than the limit are refused by name."""
+    from tflite_inverter.ops.custom import signal
+
+    n, k = 4, 1 << 26
+    widths = np.array([2, 3, 1, 2, 2], np.int16)
+    fstart = np.array([0, 10, k // 2 % 30000, 5, 7], np.int16)
+    wstart = np.concatenate([[0], np.cumsum(widths[:-1])]).astype(np.int16)
+    w = np.arange(1, int(widths.sum()) + 1, dtype=np.int16)
+    op, sg = _fake("SignalFilterBank", {"num_channels": n}, [(k,), w.shape, w.shape, (n + 1,), (n + 1,), (n + 1,)],
+                   ["UINT32"] + ["INT16"] * 5, [(n,)], ["UINT64"], consts={1: w, 2: w, 3: fstart, 4: wstart, 5: widths})
+    spec = registry.find("CUSTOM:SignalFilterBank")
+    assert spec.check(op, sg) == []
+    idx, _, chan = signal._filter_bank_terms(op, sg)
+    assert idx.size == int(widths[1:].sum() + widths[:-1].sum()) and chan.max() < n
+    monkeypatch.setattr(signal, "MAX_FILTER_BANK_TERMS", 10)
+    assert spec.check(op, sg) == ["SignalFilterBank: the bands total 16 multiply-accumulate terms, more than 10"]
+
+
 def test_square_root_rounds_like_sqrt32_and_sqrt64():
     rng = np.random.default_rng(6)
     vals = [0, 1, 2, 3, 4, 8, 2**32 - 1, 2**32, 2**32 + 1, 2**64 - 1, 2**63, 65535**2, 65535**2 + 65535,

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .errors import InverterError
+from .errors import InverterError, ResourceLimitError
 
 EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
 6 check failed: convert: an output over its rule's threshold; quantize: a check of the report (float op
@@ -27,7 +27,7 @@ left, uint8 result without kernel or not running, reused ranges: activations/wei
 or an output element beyond 1 LSB of the source); the output is still written,
 7 the interpreter cannot run the original (output written, NOT verified), 8 output exists (use --force),
 9 TensorFlow crashed running the model (a child process; the tool survives), 10 memory/time cap exceeded
-(TFLITE_INVERTER_MEMORY_LIMIT, e.g. 8G; TFLITE_INVERTER_TIMEOUT, seconds),
+(TFLITE_INVERTER_MEMORY_LIMIT, default 80% of RAM, also this process's soft limit, e.g. 8G, 0 none; TFLITE_INVERTER_TIMEOUT, seconds),
 11 no output to compare (output written, NOT verified), 130 interrupted, 143 terminated"""
 
 
@@ -99,11 +99,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM unwinds like Ctrl-C: temp files are removed
+    from .isolation import MEMORY_ENV, apply_memory_limit
+
+    warning = apply_memory_limit()  # this process too: a hostile file's declared sizes reach numpy here
+    if warning:
+        print(f"tflite-inverter: {warning}", file=sys.stderr)
     try:
         return int(args.func(args) or 0)
     except InverterError as exc:
         print(f"tflite-inverter: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except MemoryError:
+        err = ResourceLimitError(f"out of memory under the address-space cap ({MEMORY_ENV}) while working on "
+                                 f"{getattr(args, 'model', None) or 'the model'}; the file declares more data "
+                                 "than fits, or raise the cap")
+        print(f"tflite-inverter: error: {err}", file=sys.stderr)
+        return err.exit_code
     except _Terminated:
         print("tflite-inverter: terminated", file=sys.stderr)
         return 143

@@ -80,6 +80,26 @@ def memory_limit() -> int | None:
     return max(int(total * 0.8), 4 << 30)
 
 
+def apply_memory_limit(hard: bool = False) -> str | None:
+    """Cap this process's address space at :func:`memory_limit` (``hard``: the child that runs
+    TensorFlow, which may not raise it again; else only the soft limit, so that child can still set
+    its own). Returns a warning when the OS refuses the cap, None otherwise."""
+    mem = memory_limit()
+    if mem is None:
+        return None
+    import resource
+
+    try:
+        current_soft, current_hard = resource.getrlimit(resource.RLIMIT_AS)
+        for current in (current_soft, current_hard):  # never raise a limit that is already lower
+            if current != resource.RLIM_INFINITY and current < mem:
+                mem = current
+        resource.setrlimit(resource.RLIMIT_AS, (mem, mem if hard else current_hard))
+    except (ValueError, OSError) as exc:  # e.g. a hard limit below the cap: say so, do not pretend
+        return f"WARNING: the memory cap ({MEMORY_ENV}) could not be applied: {exc}"
+    return None
+
+
 def time_limit() -> float | None:
     given = os.environ.get(TIMEOUT_ENV)
     if not given:
@@ -129,15 +149,7 @@ def _child_main(fd: int) -> None:
     _die_with_parent()
     conn = Connection(fd)
     sys.path[:] = conn.recv()
-    mem = memory_limit()
-    cap_failed = None
-    if mem is not None:
-        import resource
-
-        try:
-            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        except (ValueError, OSError) as exc:  # e.g. a hard limit below the cap: say so, do not pretend
-            cap_failed = f"WARNING: the memory cap ({MEMORY_ENV}) could not be applied: {exc}"
+    cap_failed = apply_memory_limit(hard=True)
     tempfile.tempdir = os.environ.get("TMPDIR") or None
     _progress_conn = conn
     if cap_failed:

@@ -353,38 +353,55 @@ def _check_filter_bank(op: Operator, sg: Subgraph) -> list[str]:
     if not _int_in(n, 1, 1 << 16) or _shape(sg, op.outputs[0]) != (n,):
         return [f"SignalFilterBank: num_channels {n!r} does not match output shape {_shape(sg, op.outputs[0])}"]
     try:
-        _filter_bank_matrices(op, sg)
+        _filter_bank_terms(op, sg)
     except ValueError as exc:
         p.append(f"SignalFilterBank: {exc}")
     return p
 
 
-def _filter_bank_matrices(op: Operator, sg: Subgraph) -> np.ndarray:
-    """Dense int64 [num_channels, K] form of FilterbankAccumulateChannels: channel c gets the weighted
-    band c+1 and the unweighted band c (channel -1, the scratch one, is dropped like the kernel does)."""
+#: Most multiply-accumulate terms a filter bank may have (real ones have about 2 x the FFT bins);
+#: the bands come from the file, so a hostile one could otherwise ask for num_channels x bins terms.
+MAX_FILTER_BANK_TERMS = 1 << 24
+
+
+def _filter_bank_terms(op: Operator, sg: Subgraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FilterbankAccumulateChannels as (energy index, int64 weight, output channel) per term: channel
+    c gets the weighted band c+1 and the unweighted band c (channel -1, the scratch one, is dropped
+    like the kernel does). Sparse, so memory follows the bands' total width, not channels x bins."""
     n = int(_opts(op)["num_channels"])
     w, uw, fstart, wstart, width = (np.asarray(sg.tensors[t].data()).astype(np.int64) for t in op.inputs[1:])
     k = _shape(sg, op.inputs[0])[0]
     if min(len(fstart), len(wstart), len(width)) < n + 1:
         raise ValueError(f"channel tables shorter than num_channels + 1 = {n + 1}")
-    dense = np.zeros((n + 1, k), dtype=np.int64)
-    undense = np.zeros((n + 1, k), dtype=np.int64)
+    f0, w0, wd = fstart[:n + 1], wstart[:n + 1], width[:n + 1]
+    bad = np.flatnonzero((wd < 0) | (f0 < 0) | (w0 < 0) | (f0 + wd > k) | (w0 + wd > min(len(w), len(uw))))
+    if bad.size:
+        c = int(bad[0])
+        raise ValueError(f"channel {c} (start {f0[c]}, weight start {w0[c]}, width {wd[c]}) reads out of bounds")
+    total = int(wd[1:].sum() + wd[:-1].sum())
+    if total > MAX_FILTER_BANK_TERMS:
+        raise ValueError(f"the bands total {total} multiply-accumulate terms, more than {MAX_FILTER_BANK_TERMS}")
+    idx, wts, chan = [], [], []
     for c in range(n + 1):
-        f0, w0, wd = int(fstart[c]), int(wstart[c]), int(width[c])
-        if wd < 0 or f0 < 0 or w0 < 0 or f0 + wd > k or w0 + wd > min(len(w), len(uw)):
-            raise ValueError(f"channel {c} (start {f0}, weight start {w0}, width {wd}) reads out of bounds")
-        dense[c, f0:f0 + wd] += w[w0:w0 + wd]  # int16 weights sign-extend into the uint64 sum (mod 2**64)
-        undense[c, f0:f0 + wd] += uw[w0:w0 + wd]
-    return dense[1:] + undense[:-1]
+        lo, hi, a, b = int(f0[c]), int(f0[c] + wd[c]), int(w0[c]), int(w0[c] + wd[c])
+        for out_c, table in ((c - 1, w), (c, uw)):  # int16 weights sign-extend into the uint64 sum (mod 2**64)
+            if 0 <= out_c < n and hi > lo:
+                idx.append(np.arange(lo, hi, dtype=np.int64))
+                wts.append(table[a:b])
+                chan.append(np.full(hi - lo, out_c, dtype=np.int64))
+    if not idx:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(idx), np.concatenate(wts), np.concatenate(chan)
 
 
 @register("CUSTOM:SignalFilterBank", check=_check_filter_bank)
 def signal_filter_bank(ctx: Any) -> list[Any]:
     """Triangular filter bank: uint64 sums of int16 weight x uint32 energy (int64 arithmetic wraps like
     the uint64 accumulators)."""
-    mat = tf.constant(_filter_bank_matrices(ctx.op, ctx.subgraph))
+    idx, wts, chan = _filter_bank_terms(ctx.op, ctx.subgraph)
     x = tf.cast(ctx.input(0), tf.int64)
-    s = tf.reduce_sum(mat * x[None, :], axis=1)
+    s = tf.math.unsorted_segment_sum(tf.constant(wts) * tf.gather(x, tf.constant(idx)), tf.constant(chan),
+                                     int(_opts(ctx.op)["num_channels"]))
     return [tf.bitcast(s, tf.uint64)]
 
 
