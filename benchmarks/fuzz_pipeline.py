@@ -68,6 +68,9 @@ TIMEOUT = 60.0
 QUANTIZE_SAMPLES = 8
 #: A run whose process group holds more than this is killed (the machine is shared); class ``memory``.
 MAX_RSS = 6 * 2**30
+#: The tool's own cap (TFLITE_INVERTER_MEMORY_LIMIT) in each run, below MAX_RSS so that the tool's named
+#: exit 10 is what a memory-hungry file meets; the watchdog above is the backstop.
+MEMORY_LIMIT = "3G"
 #: Documented exit codes (errors.py; 9: TensorFlow crashed/failed running the model, 10: a memory/time
 #: limit, 11: nothing compared, NOT verified).
 DOCUMENTED = frozenset(range(2, 12))
@@ -327,6 +330,7 @@ def run_case(mut: Mutation, command: str, case: str, scratch: Path, python: str,
         args = ["quantize", str(src), "-o", str(out / "q.tflite"), "--calib", "random", "--samples",
                 str(QUANTIZE_SAMPLES)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp), TF_CPP_MIN_LOG_LEVEL="2")
+    env.setdefault("TFLITE_INVERTER_MEMORY_LIMIT", MEMORY_LIMIT)
     sys_tmp = Path(tempfile.gettempdir())
     before = set(_litter(sys_tmp))
     start = time.time()
@@ -385,9 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds per run (default {TIMEOUT:.0f})")
     p.add_argument("--max-rss-mb", type=int, default=MAX_RSS // 2**20,
                    help=f"kill a run holding more resident memory (default {MAX_RSS // 2**20})")
+    p.add_argument("--memory-limit", default=os.environ.get("TFLITE_INVERTER_MEMORY_LIMIT", MEMORY_LIMIT),
+                   help="the tool's own cap in each run (TFLITE_INVERTER_MEMORY_LIMIT; default "
+                        f"{MEMORY_LIMIT}, below the watchdog, so a hungry file meets the tool's exit 10)")
     p.add_argument("--json", metavar="OUT", help="write every outcome as JSON")
     p.add_argument("--verbose", action="store_true", help="print the stderr tail of each non-clean case")
     args = p.parse_args(argv)
+    os.environ["TFLITE_INVERTER_MEMORY_LIMIT"] = args.memory_limit
 
     paths = pick_files(args.files, args.max_bytes)
     targets = []
