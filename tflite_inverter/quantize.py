@@ -52,7 +52,7 @@ from .accuracy import (
     json_safe,
     output_metrics,
 )
-from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
+from .calibration import CalibrationData, InputSpec, check_mean_std_applies, load_calibration, parse_floats
 from .errors import (
     InterpreterError,
     InverterError,
@@ -543,6 +543,7 @@ def _load_signature_calibration(calib: str, src: _Source, mean: list[float] | No
     ``.npz`` keys the inputs of several signatures)."""
     if len(src.sigs) == 1:
         return {src.keys[0]: load_calibration(calib, src.inputs, mean=mean, std=std, samples=samples, seed=seed)}
+    check_mean_std_applies(mean, [sig.inputs for sig in src.sigs])  # per signature only float inputs take them
     out = {}
     for k, sig in enumerate(src.sigs):
         others = {o.key: [s.name for s in o.inputs] for o in src.sigs if o.key != sig.key}
