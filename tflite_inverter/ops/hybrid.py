@@ -17,6 +17,8 @@ Two kinds of TFLite kernels do not compute what the float graph computes, and fa
 * 16x8 kernels (int16 activations, int8 weights; never delegated) requantize the integer accumulator
   in fixed point (TFLite's ``MultiplyByQuantizedMultiplier``): :func:`requantize_fixed`.
 * 8-bit ADD/SUB in XNNPACK: :func:`add_integer` (for the element-wise rebuilders).
+* Hybrid TRANSPOSE_CONV runs in XNNPACK's dynamically quantized deconvolution, whose input
+  quantization parameters are XNNPACK's own float32 ones: :func:`quantize_rows_xnnpack`.
 
 Integer accumulators are computed exactly in float64 convolutions/matmuls on integer-valued tensors
 (every partial sum of int8 products is far below 2**53). Roundings use a straight-through gradient so
@@ -192,6 +194,29 @@ def quantize_rows(x: Any, axes: list[int], half_even: bool) -> tuple[Any, Any]:
     q = ste(t, tf.round(t) if half_even else round_half_away(t))
     q = tf.clip_by_value(q + zp32, -128.0, 127.0)
     return tf.cast(q - zp32, tf.float64), sf
+
+
+def quantize_rows_xnnpack(x: Any, axes: list[int]) -> tuple[Any, Any]:
+    """XNNPACK's own on-the-fly int8 quantization (``xnn_f32_qd8_asymmetric_quantization_params``),
+    one row per ``axes``, all in float32 as XNNPACK computes it: ``inv = 255 / (rmax - rmin)`` (1 for
+    a flat row), zero point ``-128 - rmin * inv`` or ``127 - rmax * inv`` (whichever end errs less,
+    clamped, ties to even), ``q = round_half_even(x * inv) + zero_point``; the dequantization scale
+    is ``1 / inv``. The scale can differ by one float32 ulp from TFLite's double-precision
+    ``AsymmetricQuantizeFloats`` (:func:`quantize_rows`), which the output then shows. Used for hybrid
+    deconvolution; returns ``q - zero_point`` (exact float64 integers) and the float32 scale.
+    """
+    rmin = tf.minimum(tf.reduce_min(x, axes, keepdims=True), 0.0)
+    rmax = tf.maximum(tf.reduce_max(x, axes, keepdims=True), 0.0)
+    flat = tf.equal(rmin, rmax)
+    # float32 division correctly rounded (via float64: double rounding is innocuous for a quotient)
+    span = tf.where(flat, tf.ones_like(rmax), rmax - rmin)
+    inv = tf.where(flat, tf.ones_like(rmax), tf.cast(255.0 / tf.cast(span, tf.float64), tf.float32))
+    rmin_s, rmax_s = rmin * inv, rmax * inv
+    zp = tf.where((-128.0 + rmin_s) + (127.0 + rmax_s) > 0, -128.0 - rmin_s, 127.0 - rmax_s)
+    zp = tf.round(tf.clip_by_value(zp, -128.0, 127.0))
+    t = x * inv
+    q = tf.clip_by_value(ste(t, tf.round(t)) + zp, -128.0, 127.0)
+    return tf.cast(q - zp, tf.float64), reciprocal(inv)
 
 
 def reciprocal(v: Any) -> Any:
