@@ -280,6 +280,9 @@ def _interface_summary(rep: dict[str, Any] | None) -> list[str]:
     if rep.get("missing_outputs"):
         lines.append(f"outputs of the source subgraph its signatures do not expose (absent here): "
                      f"{', '.join(rep['missing_outputs'])}")
+    if rep.get("signatures_repointed"):
+        lines.append(f"signature(s) {', '.join(map(repr, rep['signatures_repointed']))} named tensors other than "
+                     "the subgraph's inputs in the source; here they name the subgraph's real inputs and outputs")
     meta = rep.get("metadata") or {}
     kept = ", ".join(meta.get("kept", []) + [f"{n} (this file's)" for n in meta.get("updated", [])])
     lines.append("interface: the source's I/O order, names and shapes" + (", signatures" if rep.get("signatures")
