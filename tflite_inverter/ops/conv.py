@@ -15,12 +15,13 @@ Every linear op goes through :func:`_linear`, which picks one of three computati
   quantization, exact integer accumulation and rescale.
 
 The arithmetic is in :mod:`.hybrid`. It follows the default CPU interpreter, which hands 8-bit and
-hybrid conv/fully-connected/matmul kernels to XNNPACK; where TFLite's builtin kernels compute
-differently (fixed-point requantization, symmetric hybrid inputs), XNNPACK's answer is reproduced.
-Hybrid TRANSPOSE_CONV is XNNPACK's dynamically quantized deconvolution (the builtin hybrid kernel,
-used without XNNPACK, differs from it by float32 ulps): the input is quantized per image with
-XNNPACK's float32 parameters (:func:`hybrid.quantize_rows_xnnpack`), summed exactly, and scaled as
-``fma(float(acc) * input_scale, weight_scale, bias)``; bit-exact against the default interpreter.
+hybrid conv/fully-connected/transpose-conv/matmul kernels to XNNPACK; where TFLite's builtin kernels
+compute differently (fixed-point requantization, symmetric hybrid inputs, double-precision input
+scales), XNNPACK's answer is reproduced. Its hybrid (qd8) kernels quantize the input per image (per
+pixel for a 1x1 stride-1 conv, per row for fully-connected/matmul) with XNNPACK's float32 parameters
+(:func:`hybrid.quantize_rows_xnnpack`), sum exactly and scale as ``fma(float(acc) * input_scale,
+weight_scale, bias)`` (:func:`_qd8_rescale`): bit-exact against the default interpreter. Hybrid
+depthwise runs TFLite's builtin kernel (within float32 ulps).
 """
 
 from __future__ import annotations
@@ -75,8 +76,7 @@ def _bias_value(ctx: Any, index: int | None) -> Any:
 
 def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b_index: int | None = 2,
             w_scale_shape: list[int] | None = None, qdim: int = 0, row_axes: list[int] | None = None,
-            x: Any = None, plain_add: bool = False, wide: bool = True, xnnpack: bool = True,
-            deconv: bool = False) -> list[Any]:
+            x: Any = None, plain_add: bool = False, wide: bool = True, xnnpack: bool = True) -> list[Any]:
     """``activation(lin(x, w) + bias)`` computed the way the TFLite kernel does (see module doc).
 
     ``w`` is the real-valued weight in TF layout; ``w_scale_shape`` reshapes per-channel weight scales
@@ -85,8 +85,9 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
     input ``x_index`` (e.g. already flattened); ``plain_add`` adds the bias with ``+`` rather than
     BiasAdd (grappler fuses Conv2D+BiasAdd into a kernel without grouped convolution); ``wide``
     selects the 16x8 kernel's requantization (see :func:`hybrid.requantize_fixed`); ``xnnpack`` says
-    whether the default interpreter delegates the op's hybrid kernel (rounding of the input);
-    ``deconv`` selects XNNPACK's hybrid deconvolution output stage (:func:`_deconv_rescale`).
+    whether the default interpreter delegates the op's hybrid kernel to XNNPACK's dynamically
+    quantized (qd8) kernels (:func:`hybrid.quantize_rows_xnnpack`, :func:`_qd8_rescale`) or runs
+    TFLite's builtin one (:func:`hybrid.quantize_rows`, :func:`hybrid.rescale`).
     """
     x = ctx.input(x_index) if x is None else x
     x_t, w_t, y_t = ctx.in_tensor(x_index), ctx.in_tensor(w_index), ctx.out_tensor(0)
@@ -102,14 +103,14 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
             and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
         return [_integer(ctx, lin, w, w_scale, x, x_t, w_t, y_t, b_index, act, wide)]
     if w_scale is not None and row_axes is not None and hybrid.is_hybrid(x_t, w_t):
-        if deconv:
+        if xnnpack:
             xq, row_scale = hybrid.quantize_rows_xnnpack(x, row_axes)
         else:
-            xq, row_scale = hybrid.quantize_rows(x, row_axes, half_even=xnnpack)
+            xq, row_scale = hybrid.quantize_rows(x, row_axes, half_even=False)
         acc = lin(xq, hybrid.to_int(w, tf.constant(w_scale)))
-        if deconv:
-            return [ctx.activation(_deconv_rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]),
-                                                   _bias_value(ctx, b_index)))]
+        if xnnpack:
+            return [ctx.activation(_qd8_rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]),
+                                                _bias_value(ctx, b_index)))]
         y = hybrid.rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]))
         return [ctx.activation(_add_bias(y, _bias_value(ctx, b_index), plain_add))]
     y = lin(x, tf.cast(w, x.dtype))
@@ -131,13 +132,11 @@ def _integer(ctx: Any, lin: Lin, w: Any, w_scale: np.ndarray, x: Any, x_t: Tenso
     return hybrid.requantize(acc, scale, y_t, act)
 
 
-def _deconv_rescale(acc: Any, row_scale: Any, w_scale: np.ndarray, b: Any) -> Any:
-    """XNNPACK's hybrid deconvolution output: ``fma(float(acc) * row_scale, weight_scale, bias)``.
-
-    Unlike its hybrid conv/fully-connected (``acc * (row_scale * weight_scale)``, :func:`hybrid.rescale`)
-    the input scale is applied first, then the per-channel weight scale fused with the bias add (one
-    rounding, emulated in float64).
-    """
+def _qd8_rescale(acc: Any, row_scale: Any, w_scale: np.ndarray, b: Any) -> Any:
+    """XNNPACK's dynamically quantized (qd8) output stage: ``fma(float(acc) * row_scale,
+    weight_scale, bias)``: the input scale first, then the per-channel weight scale fused with the
+    bias add (one rounding, emulated in float64), unlike TFLite's builtin hybrid kernels
+    (``acc * (row_scale * weight_scale)``, :func:`hybrid.rescale`)."""
     # float64 from here on: a float32 product is exact in float64 (so rounding it to float32 is the
     # float32 multiply), and grappler cannot re-associate the two multiplications across the cast.
     y = tf.cast(tf.cast(acc, tf.float32) * row_scale, tf.float64) * tf.constant(np.asarray(w_scale, np.float64))
@@ -262,9 +261,8 @@ def transpose_conv(ctx: Any) -> list[Any]:
 
     cout = ctx.in_tensor(1).shape[0]
     # Hybrid (float input, int8 weights): the default interpreter's XNNPACK deconvolution quantizes
-    # the input asymmetrically per image, ties to even, and rescales as _deconv_rescale says.
-    return _linear(ctx, lin, w, x_index=2, b_index=3, w_scale_shape=[1, 1, cout, 1], qdim=0, row_axes=[1, 2, 3],
-                   deconv=True)
+    # the input per image (hybrid.quantize_rows_xnnpack) and rescales as _qd8_rescale says.
+    return _linear(ctx, lin, w, x_index=2, b_index=3, w_scale_shape=[1, 1, cout, 1], qdim=0, row_axes=[1, 2, 3])
 
 
 # -- CONV_3D / CONV_3D_TRANSPOSE --------------------------------------------------------------------

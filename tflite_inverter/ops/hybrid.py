@@ -5,20 +5,22 @@ Two kinds of TFLite kernels do not compute what the float graph computes, and fa
 
 * Hybrid (dynamic-range) kernels: float activations, constant int8 weights with a scale. The kernel
   quantizes the float input on the fly to int8 (one scale and zero point per batch row),
-  accumulates ``int8 x int8`` in int32 and rescales by ``row_scale * weight_scale``.
-  :func:`quantize_rows` reproduces it bit for bit. The default interpreter hands hybrid
-  fully-connected, conv and matmul to XNNPACK, which quantizes asymmetrically whatever
-  ``asymmetric_quantize_inputs`` says, rounds ties to even and treats a 1x1 stride-1 conv as
-  fully-connected (one scale per pixel); hybrid depthwise stays in the builtin kernel (ties away
-  from zero). The builtin kernels' symmetric variants are not what the default interpreter runs.
+  accumulates ``int8 x int8`` in int32 and rescales by the row and weight scales. The default
+  interpreter hands hybrid fully-connected, conv, transpose-conv and matmul to XNNPACK's
+  dynamically quantized (qd8) kernels, which quantize asymmetrically whatever
+  ``asymmetric_quantize_inputs`` says, with XNNPACK's own float32 parameters and ties to even
+  (:func:`quantize_rows_xnnpack`), treat a 1x1 stride-1 conv as fully-connected (one scale per
+  pixel) and scale the output as ``fma(acc * row_scale, weight_scale, bias)`` (ops/conv.py):
+  reproduced bit for bit. Hybrid depthwise stays in the builtin kernel (TFLite's double-precision
+  parameters, ties away from zero: :func:`quantize_rows`, :func:`rescale`), within float32 ulps.
+  The builtin kernels' symmetric variants are not what the default interpreter runs.
 * Full-integer 8-bit kernels: the default CPU interpreter runs them in XNNPACK, which requantizes the
   exact int32 accumulator in float32: ``q = round_half_even(float(acc) * scale) + zero_point`` with
   ``scale = float32(input_scale * weight_scale) / output_scale``. :func:`requantize` does the same.
 * 16x8 kernels (int16 activations, int8 weights; never delegated) requantize the integer accumulator
   in fixed point (TFLite's ``MultiplyByQuantizedMultiplier``): :func:`requantize_fixed`.
 * 8-bit ADD/SUB in XNNPACK: :func:`add_integer` (for the element-wise rebuilders).
-* Hybrid TRANSPOSE_CONV runs in XNNPACK's dynamically quantized deconvolution, whose input
-  quantization parameters are XNNPACK's own float32 ones: :func:`quantize_rows_xnnpack`.
+
 
 Integer accumulators are computed exactly in float64 convolutions/matmuls on integer-valued tensors
 (every partial sum of int8 products is far below 2**53). Roundings use a straight-through gradient so
@@ -202,8 +204,8 @@ def quantize_rows_xnnpack(x: Any, axes: list[int]) -> tuple[Any, Any]:
     a flat row), zero point ``-128 - rmin * inv`` or ``127 - rmax * inv`` (whichever end errs less,
     clamped, ties to even), ``q = round_half_even(x * inv) + zero_point``; the dequantization scale
     is ``1 / inv``. The scale can differ by one float32 ulp from TFLite's double-precision
-    ``AsymmetricQuantizeFloats`` (:func:`quantize_rows`), which the output then shows. Used for hybrid
-    deconvolution; returns ``q - zero_point`` (exact float64 integers) and the float32 scale.
+    ``AsymmetricQuantizeFloats`` (:func:`quantize_rows`), which the output then shows. Used for every
+    hybrid op XNNPACK runs; returns ``q - zero_point`` (exact float64 integers) and the float32 scale.
     """
     rmin = tf.minimum(tf.reduce_min(x, axes, keepdims=True), 0.0)
     rmax = tf.maximum(tf.reduce_max(x, axes, keepdims=True), 0.0)
