@@ -442,6 +442,21 @@ def test_bidirectional_sequence_rnn_hybrid_time_major_merged_single_batch_matche
     assert max(errs) < 1e-5, errs
 
 
+def test_bidirectional_sequence_rnn_hybrid_time_major_merged_asymmetric_matches():
+    """With asymmetric_quantize_inputs the zero_points buffer exists: no crash, reproduced."""
+    model, shapes = birnn_model(merge=True, time_major=True, aux="weights", hybrid=True)
+
+    def asymmetric(tree):
+        op = tree["subgraphs"][0]["operators"][0]
+        key = next(k for k in op if k.startswith("builtin_options") and op[k])
+        table, fields = op[key]
+        op[key] = (table, {**fields, "asymmetric_quantize_inputs": True})
+
+    model = patch_model(model, asymmetric)
+    errs = float_errors(model, float_feeds(shapes, calls=2))
+    assert max(errs) < 1e-5, errs
+
+
 @pytest.mark.parametrize("hybrid,aux_weights,match", [
     (True, "FLOAT32", "silently drops the aux input"),
     (False, "INT8", "reads them as float32, past the end"),
