@@ -204,3 +204,24 @@ def onednn_enabled() -> bool:
     from tensorflow.python.util import _pywrap_util_port
 
     return bool(_pywrap_util_port.IsMklEnabled()) and os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") != "0"
+
+
+def uint8_io_in_front_of_int8_model() -> bytes:
+    """What a third-party tool writes when it adds uint8 I/O around an int8 graph after quantization:
+    uint8 input -> QUANTIZE -> int8 (the old input) -> ADD -> int8 (the old output) -> QUANTIZE ->
+    uint8 output, with the SignatureDef still naming the old int8 tensors ('x' -> tensor 1, 'y' ->
+    tensor 3) rather than the subgraph's inputs/outputs (tensors 0 and 4)."""
+    from .tflite_builder import build_model
+
+    def q(s: float, z: int) -> dict[str, list[Any]]:
+        return {"scale": [s], "zero_point": [z]}
+
+    tensors = [("input_u8", [1, 4], "UINT8", None, q(0.05, 128)),
+               ("serving_default_x:0", [1, 4], "INT8", None, q(0.05, 0)),
+               ("c", [1, 4], "INT8", np.array([[10, -20, 30, 5]], np.int8), q(0.05, 0)),
+               ("StatefulPartitionedCall:0", [1, 4], "INT8", None, q(0.1, -3)),
+               ("output_u8", [1, 4], "UINT8", None, q(0.1, 125))]
+    ops = [("QUANTIZE", [0], [1]), ("ADD", [1, 2], [3], "AddOptions", {}), ("QUANTIZE", [3], [4])]
+    sig = [{"signature_key": "serving_default", "subgraph_index": 0,
+            "inputs": [{"name": "x", "tensor_index": 1}], "outputs": [{"name": "y", "tensor_index": 3}]}]
+    return build_model(tensors=tensors, ops=ops, inputs=[0], outputs=[4], signature_defs=sig)

@@ -258,3 +258,58 @@ def test_argument_errors():
     with pytest.raises(UsageError, match="--mean 'a,b'"):
         parse_floats("a,b", "--mean")
     assert parse_floats("1, 2,3", "--mean") == [1.0, 2.0, 3.0]
+
+
+# -- --mean/--std: every data kind where they mean something, an error where they don't -----------
+def test_mean_std_apply_to_float_npy_and_npz(tmp_path):
+    """Float arrays given with --mean/--std are raw values (float pixels 0..255): normalized like images."""
+    raw = np.random.default_rng(1).uniform(0, 255, size=(5, 8, 6, 3)).astype(np.float32)
+    got = load_calibration(_save(tmp_path, "x.npy", raw), [IMG], mean="10,20,30", std="2,4,8").samples[2][0]
+    np.testing.assert_allclose(got[0], (raw[2] - [10, 20, 30]) / [2, 4, 8], rtol=1e-6)
+    p = tmp_path / "x.npz"
+    np.savez(p, image=raw, features=np.full((5, 1, 5), 255.0, np.float32), ids=np.ones((5, 1, 4), np.int64))
+    img, feat, ids = load_calibration(str(p), [IMG, FEAT, IDS], mean=[127.5], std=[127.5]).samples[0]
+    np.testing.assert_allclose(img[0], (raw[0] - 127.5) / 127.5, rtol=1e-6)
+    np.testing.assert_allclose(feat, 1.0)  # every float input is normalized
+    assert ids.dtype == np.int32 and (ids == 1).all()  # integer inputs are fed as stored
+    # without the flags float data is taken as it is
+    np.testing.assert_array_equal(load_calibration(_save(tmp_path, "y.npy", raw), [IMG]).samples[2][0][0], raw[2])
+
+
+def test_mean_std_apply_to_random_pixels():
+    a = np.stack([s[0] for s in load_calibration("random", [IMG], mean=[127.5], std=[127.5]).samples])
+    pixels = a * 127.5 + 127.5  # back to pixels: integers 0..255
+    np.testing.assert_allclose(pixels, np.round(pixels), atol=1e-4)
+    assert pixels.min() >= 0 and pixels.max() <= 255 and np.ptp(pixels) > 200
+    b = np.stack([s[0] for s in load_calibration("random", [IMG], mean="0,0,0", std="255,255,1").samples])
+    assert b[..., :2].max() <= 1.0 and b[..., 2].max() > 100  # per channel
+    with pytest.raises(UsageError, match="--mean has 2 values; input 'image' has 3 channels"):
+        load_calibration("random", [IMG], mean=[1.0, 2.0], std=[1.0])
+
+
+@pytest.mark.parametrize("kind", ["random", "npy", "images"])
+def test_mean_std_without_a_float_input_is_refused(tmp_path, kind):
+    """Integer inputs are fed as stored (a uint8 image input takes the pixels): --mean/--std mean nothing there."""
+    u8 = InputSpec("image", (1, 8, 6, 3), np.dtype(np.uint8))
+    calib = {"random": "random", "npy": _save(tmp_path, "x.npy", np.ones((5, 8, 6, 3), np.uint8)),
+             "images": str(_png_folder(tmp_path))}[kind]
+    with pytest.raises(UsageError, match=r"--mean/--std normalize float inputs; this model has none \('image' uint8\)"):
+        load_calibration(calib, [u8], mean=[0.0], std=[1.0])
+    if kind != "random":  # without the flags the pixels go in as they are
+        assert load_calibration(calib, [u8]).samples[0][0].dtype == np.uint8
+
+
+def test_mean_std_with_several_signatures_need_a_float_input_in_one():
+    """Per signature: a float-input signature is normalized, an integer-only one fed as stored; none: refused."""
+    from types import SimpleNamespace
+
+    from tflite_inverter.quantize import _load_signature_calibration
+
+    img = SimpleNamespace(key="classify", inputs=[IMG])
+    ids = SimpleNamespace(key="lookup", inputs=[IDS])
+    src = SimpleNamespace(sigs=[img, ids], keys=["classify", "lookup"], inputs=[IMG])
+    with pytest.raises(UsageError, match="signature 'lookup': --calib random: input 'ids' is int32"):
+        _load_signature_calibration("random", src, [127.5], [127.5], None, 0)  # the usual random refusal, not ours
+    src.sigs = [ids, SimpleNamespace(key="lookup2", inputs=[IDS])]
+    with pytest.raises(UsageError, match=r"--mean/--std normalize float inputs; this model has none"):
+        _load_signature_calibration("random", src, [127.5], [127.5], None, 0)

@@ -59,12 +59,15 @@ def check_int16(model: bytes, specs, op: str) -> None:
     assert diff / out.quantization.scale[0] < 0.01, f"off by {diff / out.quantization.scale[0]:.2f} LSB"
 
 
-def check_hybrid(model: bytes, specs) -> None:
-    """Faithful mode reproduces the hybrid kernel; the clean float rebuild is the float network."""
+def check_hybrid(model: bytes, specs, exact: bool = True) -> None:
+    """Faithful mode reproduces the hybrid kernel (bit for bit where XNNPACK's dynamically quantized
+    kernels run it: ``exact``); the clean float rebuild is the float network."""
     x = random_like(specs)
     ref = run_interpreter(model, x)[0]
     got = run_rebuilt(model, x)[0]
     scale = float(np.abs(ref).max())
+    if exact:
+        np.testing.assert_array_equal(got, ref)
     assert np.abs(got - ref).max() <= 2e-6 * scale, np.abs(got - ref).max() / scale
     clean = run_rebuilt(model, x, fake_quant=False)[0]
     err = np.abs(clean - ref).max() / scale
@@ -290,7 +293,7 @@ def test_depthwise_hybrid_matches_kernel():
     spec = [S([2, 6, 6, 128], F32)]
     model = converted(lambda x: tf.nn.depthwise_conv2d(x, w, [1, 1, 1, 1], "SAME"), spec, "DEPTHWISE_CONV_2D",
                       "dynamic")
-    check_hybrid(model, spec)
+    check_hybrid(model, spec, exact=False)  # TFLite's builtin hybrid depthwise: float32 ulps apart
 
 
 # -- TRANSPOSE_CONV --------------------------------------------------------------------------------
@@ -344,6 +347,71 @@ def test_transpose_conv_integer_is_bit_exact(mode):
 def test_transpose_conv_16x8_is_bit_exact():
     model = converted(_tconv(2, "SAME"), SPEC_T, "TRANSPOSE_CONV", "int16x8")
     check_int16(model, SPEC_T, "TRANSPOSE_CONV")
+
+
+WT_HYB = weights(3, 3, 24, 48, scale=0.2, seed=3)  # [kh, kw, out, in]
+B24 = weights(24, scale=1.0, seed=4)
+
+
+def _hybrid_tconv_builder(act: str, per_channel: bool) -> bytes:
+    """Hybrid TRANSPOSE_CONV as dynamic-range quantization writes it (float input/output, constant
+    int8 symmetric weights OHWI), with a per-tensor scale or a fused activation the converter does
+    not give."""
+    from .tflite_builder import build_model
+
+    w = WT_HYB.transpose(2, 0, 1, 3)  # OHWI
+    scale = np.abs(w).reshape(24, -1).max(1) / 127 if per_channel else np.full(1, np.abs(w).max() / 127)
+    wq = np.round(w / scale.reshape(-1, 1, 1, 1)).astype(np.int8)
+    return build_model(
+        tensors=[("shape", [4], "INT32", np.array([2, 11, 13, 24], np.int32)),
+                 ("w", [24, 3, 3, 48], "INT8", wq, {"scale": scale.tolist(), "zero_point": [0] * scale.size,
+                                                    "quantized_dimension": 0}),
+                 ("x", [2, 5, 6, 48], "FLOAT32"), ("b", [24], "FLOAT32", B24), ("y", [2, 11, 13, 24], "FLOAT32")],
+        ops=[("TRANSPOSE_CONV", [0, 1, 2, 3], [4], "TransposeConvOptions",
+              {"padding": "VALID", "stride_h": 2, "stride_w": 2, "fused_activation_function": act})],
+        inputs=[2], outputs=[4])
+
+
+def check_hybrid_exact(model: bytes, specs, seeds: int = 6) -> None:
+    """Bit for bit against the default interpreter on several inputs, and not the float network."""
+    for seed in range(seeds):
+        x = [np.random.default_rng(seed).normal(size=s.shape).astype(np.float32) * (1 + seed) for s in specs]
+        ref = run_interpreter(model, x)[0]
+        got = run_rebuilt(model, x)[0]
+        np.testing.assert_array_equal(got, ref, err_msg=f"seed {seed}")
+    clean = run_rebuilt(model, x, fake_quant=False)[0]
+    assert np.abs(clean - ref).max() / np.abs(ref).max() > 1e-5  # the int8 input quantization is visible
+
+
+@pytest.mark.parametrize("stride,padding,bias", [(2, "SAME", True), (1, "VALID", False), (2, "VALID", True)])
+def test_transpose_conv_hybrid_is_bit_exact(stride, padding, bias):
+    """Dynamic-range TRANSPOSE_CONV runs in XNNPACK's dynamically quantized deconvolution: input
+    quantized per image with XNNPACK's float32 parameters, exact int32 sums, then
+    ``fma(acc * input_scale, weight_scale, bias)`` (see ops/conv.py)."""
+    w = weights(3, 3, 32, 64, scale=0.2, seed=1)
+    b = weights(32, scale=1.0, seed=2)
+    spec = [S([2, 6, 7, 64], F32)]
+
+    def fn(x):
+        h, wd = (6 * stride, 7 * stride) if padding == "SAME" else ((6 - 1) * stride + 3, (7 - 1) * stride + 3)
+        y = tf.nn.conv2d_transpose(x, w, [2, h, wd, 32], stride, padding)
+        return y + b if bias else y
+
+    model = converted(fn, spec, "TRANSPOSE_CONV", "dynamic")
+    check_hybrid_exact(model, spec)
+
+
+@pytest.mark.parametrize("act,per_channel", [("NONE", False), ("RELU", True), ("RELU6", False)])
+def test_transpose_conv_hybrid_built_is_bit_exact(act, per_channel):
+    check_hybrid_exact(_hybrid_tconv_builder(act, per_channel), [S([2, 5, 6, 48], F32)])
+
+
+def test_has_hybrid_ops_finds_hybrid_transpose_conv():
+    """TRANSPOSE_CONV's activation is input 2 (input 0 is the int32 output shape)."""
+    from tflite_inverter.verify import has_hybrid_ops
+
+    assert has_hybrid_ops(read_model(_hybrid_tconv_builder("NONE", True)))
+    assert not has_hybrid_ops(read_model(converted(_tconv(2, "SAME"), SPEC_T, "TRANSPOSE_CONV")))
 
 
 # -- CONV_3D / CONV_3D_TRANSPOSE -------------------------------------------------------------------

@@ -8,6 +8,7 @@ models cannot run in the stock interpreter; they are checked against the same TF
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import struct
@@ -563,6 +564,52 @@ def test_flex_attribute_name_the_op_does_not_have_is_refused_before_building():
     assert "(CUSTOM:FlexAsString)" in msg and "'precisiom'" in msg and "AsString" in msg
     assert "precision" in msg  # the attributes the op does have are listed
     check_supported(read_model(model))  # the unmutated model passes the same check
+
+
+def _two_bad_flex_ops() -> bytes:
+    """AsString, AsString, StringJoin (all Flex); one AsString's NodeDef names an attribute AsString
+    does not have, and the StringJoin operator lists an output more than the op gives."""
+    from .tflite_builder import patch_model
+
+    model = to_tflite(lambda x: tf.strings.join([tf.strings.as_string(x, precision=2),
+                                                 tf.strings.as_string(x, width=3)]),
+                      [tf.TensorSpec([4], tf.float32)], flex=True)
+    assert [o.key for o in read_model(model).main.operators] == ["CUSTOM:FlexAsString"] * 2 + ["CUSTOM:FlexStringJoin"]
+    check_supported(read_model(model))  # the unmutated model passes
+    model = model.replace(b"precision", b"precisiom", 1)  # the first NodeDef holding it
+
+    def extra_output(tree):
+        sg = tree["subgraphs"][0]
+        sg["tensors"].append({"name": "extra", "shape": [4], "type": 9, "buffer": 0})
+        sg["operators"][2]["outputs"] = [*sg["operators"][2]["outputs"], len(sg["tensors"]) - 1]
+
+    return patch_model(model, extra_output)
+
+
+def test_every_bad_flex_op_is_reported_at_once_before_building(tmp_path):
+    """The OpDef checks run in check_supported (the check-everything phase): both bad ops are listed
+    in one error, by convert too, and inspect marks both unsupported with the reason."""
+    model = _two_bad_flex_ops()
+    with pytest.raises(UnsupportedOpError) as info:
+        check_supported(read_model(model))
+    problems = info.value.problems
+    assert len(problems) == 2, problems
+    assert any("(CUSTOM:FlexAsString)" in p and "'precisiom'" in p for p in problems), problems
+    assert any("operator 2 (CUSTOM:FlexStringJoin)" in p and "StringJoin gives 1 outputs, the operator has 2" in p
+               for p in problems), problems
+    path = tmp_path / "bad_flex.tflite"
+    path.write_bytes(model)
+    from tflite_inverter.conversion import convert
+
+    with pytest.raises(UnsupportedOpError) as conv:
+        convert(str(path), str(tmp_path / "sm"))
+    assert len(conv.value.problems) == 2 and not (tmp_path / "sm").exists()
+    from tflite_inverter.report import build_report
+
+    report = build_report(read_model(str(path)))
+    assert report["rebuild_summary"]["unsupported_ops"] == 2
+    text = json.dumps(report["op_types"], default=str)
+    assert "precisiom" in text and "StringJoin gives 1 outputs" in text
 
 
 # -- corpus ---------------------------------------------------------------------------------------------

@@ -109,3 +109,29 @@ def test_array_for_no_signature_is_an_error(two_signatures, tmp_path):
                      "large/typo": rng.uniform(-1, 1, (N, 1, 6)).astype(np.float32)})
     with pytest.raises(UsageError, match=r"'large/typo' match no model input"):
         quantize(str(two_signatures), str(tmp_path / "q.tflite"), calib=str(bad))
+
+
+def test_source_signature_naming_non_input_tensors_is_requantized_on_the_real_io(tmp_path):
+    """A SignatureDef naming the int8 tensors behind added uint8 I/O (see rebuild.plan_signatures):
+    the result's SignatureDef names its real uint8 I/O under the source's names, and the result runs
+    like the source through plain invoke and through that signature."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tests.helpers import uint8_io_in_front_of_int8_model
+
+    src = tmp_path / "src.tflite"
+    src.write_bytes(uint8_io_in_front_of_int8_model())
+    out = tmp_path / "q.tflite"
+    r = quantize(str(src), str(out))
+    assert r.interface["signatures_repointed"] == ["serving_default"]
+    assert "here they name the subgraph's real inputs and outputs" in r.format_text()
+    res = Interpreter(model_path=str(out))
+    runner = res.get_signature_runner("serving_default")
+    assert runner.get_input_details()["x"]["index"] == res.get_input_details()[0]["index"]
+    ref_it = Interpreter(model_path=str(src))
+    ref_it.allocate_tensors()
+    for x in (np.array([[168, 68, 228, 135]], np.uint8), np.array([[0, 255, 128, 1]], np.uint8)):
+        ref_it.set_tensor(ref_it.get_input_details()[0]["index"], x)
+        ref_it.invoke()
+        ref = ref_it.get_tensor(ref_it.get_output_details()[0]["index"])
+        np.testing.assert_array_equal(runner(x=x)["y"], ref)

@@ -12,6 +12,13 @@ uint8 pixel is taken as the value a camera delivers, moved into the source input
 (``q = pixel`` for uint8, ``q = pixel - 128`` for int8, exactly what the source's uint8->int8 input
 QUANTIZE does) and dequantized, ``real = scale * (q - zero_point)``.
 
+``--mean/--std`` apply to every float model input, whatever the data kind:
+image pixels, integer *and float* ``.npy``/``.npz`` arrays (given explicitly, they are taken to mean
+the stored values are raw, e.g. float pixels 0..255), and ``--calib random``, whose float inputs then
+get uniform random uint8 pixels normalized the same way (the range normalized images have). Integer
+and bool inputs (token ids, masks) are always fed as stored. A model (all signatures) with no float
+input refuses them.
+
 A model with several signatures is calibrated signature by signature (``scope``): an ``.npz`` keys
 its arrays ``signature/input`` (a bare ``input`` key feeds that input in every signature that has
 it); a ``.npy``, an image folder or ``random`` feeds each signature's single input.
@@ -107,12 +114,26 @@ def load_calibration(calib: str, inputs: Sequence[InputSpec], *, mean: str | Seq
     others' input names, whose ``.npz`` arrays this signature ignores); every error then names the
     signature.
     """
+    if scope is None:
+        check_mean_std_applies(mean, [inputs])
     try:
         return _load(calib, inputs, mean, std, samples, seed, scope, other_scopes)
     except UsageError as exc:
         if scope is None:
             raise
         raise UsageError(f"signature {scope!r}: {exc}") from None
+
+
+def check_mean_std_applies(mean: str | Sequence[float] | float | None,
+                           input_sets: Sequence[Sequence[InputSpec]]) -> None:
+    """``--mean/--std`` given for a model (all its signatures' inputs) with no float input: a usage error."""
+    if mean is None:
+        return
+    specs = [s for inputs in input_sets for s in inputs]
+    if specs and not any(np.dtype(s.dtype).kind == "f" for s in specs):
+        kinds = ", ".join(f"{s.name!r} {np.dtype(s.dtype)}" for s in specs)
+        raise UsageError(f"--mean/--std normalize float inputs; this model has none ({kinds}): its integer inputs "
+                         "are fed as stored, drop --mean/--std")
 
 
 def _load(calib: str, inputs: Sequence[InputSpec], mean: str | Sequence[float] | float | None,
@@ -129,7 +150,7 @@ def _load(calib: str, inputs: Sequence[InputSpec], mean: str | Sequence[float] |
         raise UsageError(f"--samples {samples}: at least {MIN_SAMPLES} are needed (some to calibrate on, at least "
                          "one held back to measure accuracy)")
     if calib == "random":
-        data = _random(inputs, samples or RANDOM_SAMPLES, seed)
+        data = _random(inputs, samples or RANDOM_SAMPLES, seed, mean, std)
     elif os.path.isdir(calib):
         data = _images(calib, inputs, mean, std, samples)
     elif not os.path.exists(calib):
@@ -244,11 +265,11 @@ def _converter(dt: np.dtype, spec: InputSpec, where: str, mean: Sequence[float] 
     """How to turn one stored sample into the input's dtype (checks the dtype once)."""
     target = np.dtype(spec.dtype)
     if target.kind == "f":
+        if dt.kind in "fiu" and mean is not None:
+            return lambda a: normalize(a, mean, std, spec).astype(target)
         if dt.kind == "f":
             return lambda a: np.asarray(a, dtype=target)
         if dt.kind in "iu":
-            if mean is not None:
-                return lambda a: normalize(a, mean, std, spec).astype(target)
             if spec.quant is not None and (dt == np.uint8 or dt == _int_dtype(spec.quant[2])):
                 scale, zp, tname = spec.quant
                 shift = -128 if (dt == np.uint8 and tname == "INT8") else 0
@@ -359,7 +380,8 @@ def _images(folder: str, inputs: Sequence[InputSpec], mean: Sequence[float] | No
 
 
 # -- random ---------------------------------------------------------------------------------------
-def _random(inputs: Sequence[InputSpec], n: int, seed: int) -> CalibrationData:
+def _random(inputs: Sequence[InputSpec], n: int, seed: int, mean: Sequence[float] | None = None,
+            std: Sequence[float] | None = None) -> CalibrationData:
     rng = np.random.default_rng(seed)
     per_input = []
     for spec in inputs:
@@ -368,6 +390,10 @@ def _random(inputs: Sequence[InputSpec], n: int, seed: int) -> CalibrationData:
             raise UsageError(f"--calib random: input {spec.name!r} is {dt}; random data is only made for float "
                              "inputs, pass real samples (.npz)")
         shape = tuple(1 if d is None else d for d in spec.shape)
+        if mean is not None:  # random pixels, normalized as images would be
+            per_input.append([normalize(rng.integers(0, 256, size=shape), mean, std, spec).astype(dt)
+                              for _ in range(n)])
+            continue
         if spec.quant is not None:  # the source's representable range is a good guess of the input range
             scale, zp, tname = spec.quant
             lo_q, hi_q = {"INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767)}.get(tname, (-128, 127))

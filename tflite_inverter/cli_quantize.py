@@ -74,7 +74,11 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
                    "true uint8 per-tensor (Android NNAPI, where int8 falls back to the CPU); either way the report "
                    "embeds the NPU placement prediction of `inspect --target imx8mp`")
     p.add_argument("--mean", metavar="M", default=None,
-                   help="image normalization: real = (pixel - M) / S; one value or one per channel (\"a,b,c\")")
+                   help="input normalization: real = (value - M) / S, one value or one per channel (\"a,b,c\"). "
+                   "Applied to every float input, whatever the data: image pixels, integer or float .npy/.npz "
+                   "arrays (taken as raw values, e.g. float pixels 0..255), and --calib random (then random uint8 "
+                   "pixels 0..255, normalized, so the range is that of normalized images). Integer inputs are fed as "
+                   "stored; a model with no float input refuses --mean/--std (exit 2)")
     p.add_argument("--std", metavar="S", default=None, help="see --mean")
     add_input_shape_flag(p, "calibration (--calib random, image folders, checking .npy/.npz samples) and "
                          "evaluation")

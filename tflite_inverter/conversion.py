@@ -55,7 +55,7 @@ def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
     plans = []
     for p in module.plans:
         plans.append(IOPlan(
-            signature=p.key if model.signatures else None, key=p.key,
+            signature=p.key if model.signatures and not p.subgraph_io_note else None, key=p.key,
             tflite_inputs=list(p.tflite_input_names), tflite_outputs=list(p.tflite_output_names),
             saved_inputs=[s.name for s in p.inputs], saved_outputs=[s.name for s in p.outputs],
             input_tensors=[s.tensor for s in p.inputs], output_tensors=[s.tensor for s in p.outputs],
@@ -187,10 +187,14 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
     tf.saved_model.save(module, saved_dir, signatures=dict(module.concrete))
     result = ConvertResult(output_dir=saved_dir, signatures=[p.key for p in plans])
     unverified: InterpreterError | NotVerifiedError | None = None
+    notes: list[str] = [p.subgraph_io_note for p in module.plans if p.subgraph_io_note]
+    if not verify:
+        result.note = "; ".join(notes)
+        for n in notes:
+            report_progress(n)
     if verify:
         report_progress("verifying against the TFLite interpreter")
         fault_point("verify")
-        notes: list[str] = []
         try:
             result.checks = verify_saved_model(model, model_path, saved_dir, plans, inputs, tolerance,
                                                note_sink=notes)

@@ -18,6 +18,9 @@ or ``serving_default`` over subgraph 0 for a file without any):
   converted graph computes); types differ only where ``--io``/``--target``/``--dtype`` asked for
   it, and each difference is listed (``io_type_changes``) for the caller to print;
 * SignatureDefs: the source's keys, input/output names and order; none when the source had none;
+  a source SignatureDef that names tensors other than its subgraph's inputs (planned over the
+  subgraph's own I/O, see :func:`.rebuild.plan_signatures`) is written naming the real I/O tensors,
+  under the plan's names (``signatures_repointed``);
 * metadata: every source entry (name + bytes) is kept, in order, except the two that describe the
   file itself, which take the converted file's value: ``min_runtime_version`` (the oldest runtime
   that runs the new ops and versions, computed by the converter) and ``CONVERSION_METADATA`` (how
@@ -100,7 +103,8 @@ def restore_interface(source: ir.Model | None, plans: Sequence[Any] | None, blob
     schema = bundled_schema()
     by_key = {_s(s.signatureKey): s for s in model.signatureDefs or []}
     report: dict[str, Any] = {"restored": True, "renamed": 0, "outputs_reordered": [], "inputs_reordered": [],
-                              "io_type_changes": [], "shape_differences": [], "missing_outputs": []}
+                              "io_type_changes": [], "shape_differences": [], "missing_outputs": [],
+                              "signatures_repointed": []}
     new_sigs = []
     for plan in plans:
         rs = by_key.get(plan.key)
@@ -161,8 +165,16 @@ def restore_interface(source: ir.Model | None, plans: Sequence[Any] | None, blob
                 m.name, m.tensorIndex = name.encode(), index
                 return m
 
-            rs.inputs = [tmap(n, in_map[ti]) for n, ti in ssig.inputs]
-            rs.outputs = [tmap(n, out_map[ti]) for n, ti in ssig.outputs if ti in out_map]
+            if getattr(plan, "subgraph_io_note", ""):
+                # the source SignatureDef names tensors that are not its subgraph's I/O (see
+                # rebuild.plan_signatures): the result's names the real I/O, under the plan's names
+                rs.inputs = [tmap(sp.name, in_map[sp.tensor.index]) for sp in plan.inputs]
+                rs.outputs = [tmap(sp.name, out_map[sp.tensor.index]) for sp in plan.outputs
+                              if sp.tensor.index in out_map]
+                report["signatures_repointed"].append(plan.key)
+            else:
+                rs.inputs = [tmap(n, in_map[ti]) for n, ti in ssig.inputs]
+                rs.outputs = [tmap(n, out_map[ti]) for n, ti in ssig.outputs if ti in out_map]
             new_sigs.append(rs)
     model.signatureDefs = new_sigs or None
     report["signatures"] = [s.key for s in source.signatures]

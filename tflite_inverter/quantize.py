@@ -52,7 +52,7 @@ from .accuracy import (
     json_safe,
     output_metrics,
 )
-from .calibration import CalibrationData, InputSpec, load_calibration, parse_floats
+from .calibration import CalibrationData, InputSpec, check_mean_std_applies, load_calibration, parse_floats
 from .errors import (
     InterpreterError,
     InverterError,
@@ -280,6 +280,9 @@ def _interface_summary(rep: dict[str, Any] | None) -> list[str]:
     if rep.get("missing_outputs"):
         lines.append(f"outputs of the source subgraph its signatures do not expose (absent here): "
                      f"{', '.join(rep['missing_outputs'])}")
+    if rep.get("signatures_repointed"):
+        lines.append(f"signature(s) {', '.join(map(repr, rep['signatures_repointed']))} named tensors other than "
+                     "the subgraph's inputs in the source; here they name the subgraph's real inputs and outputs")
     meta = rep.get("metadata") or {}
     kept = ", ".join(meta.get("kept", []) + [f"{n} (this file's)" for n in meta.get("updated", [])])
     lines.append("interface: the source's I/O order, names and shapes" + (", signatures" if rep.get("signatures")
@@ -543,6 +546,7 @@ def _load_signature_calibration(calib: str, src: _Source, mean: list[float] | No
     ``.npz`` keys the inputs of several signatures)."""
     if len(src.sigs) == 1:
         return {src.keys[0]: load_calibration(calib, src.inputs, mean=mean, std=std, samples=samples, seed=seed)}
+    check_mean_std_applies(mean, [sig.inputs for sig in src.sigs])  # per signature only float inputs take them
     out = {}
     for k, sig in enumerate(src.sigs):
         others = {o.key: [s.name for s in o.inputs] for o in src.sigs if o.key != sig.key}

@@ -354,6 +354,10 @@ class SignaturePlan:
     #: ``outputs`` (so the SavedModel exposes them and the verifier compares them too); the TFLite
     #: signature runner does not return them, the verifier reads them by tensor index.
     extra_outputs: tuple[IOSpec, ...] = ()
+    #: The SignatureDef does not name the subgraph's inputs (see :func:`plan_signatures`): the plan is
+    #: over the subgraph's own inputs/outputs, the interpreter is run (and verified) without the
+    #: signature runner, and this says so (printed by ``convert``).
+    subgraph_io_note: str = ""
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -374,6 +378,16 @@ def plan_signatures(model: ir.Model, options: RebuildOptions) -> list[SignatureP
     A SignatureDef that names fewer outputs than its subgraph has (e.g. none at all) gets the
     subgraph's other outputs appended, named after their tensors: a signature without outputs
     would be a SavedModel nobody can use and a verification that compares nothing.
+
+    A SignatureDef of subgraph 0 whose inputs are not exactly the subgraph's inputs (a file whose
+    uint8 I/O was added in front of an int8 graph by a third-party tool still names the old int8
+    tensors) is planned over the subgraph's own inputs and outputs, with a note. TFLite's signature
+    runner maps each name to its tensor index and writes the value there; when that tensor is not a
+    subgraph input, the op producing it overwrites the value on invoke, and the outputs do not
+    depend on what was passed (and a named intermediate output may share arena memory with another
+    tensor). What the interpreter does run meaningfully is the subgraph on its inputs: that is what is
+    rebuilt and verified. Inputs and outputs keep the signature's name when they are tied to the
+    named tensor by one QUANTIZE/DEQUANTIZE/CAST, else their tensor names.
     """
 
     def io(sg: ir.Subgraph, pairs: list[tuple[str, int]], kind: str) -> tuple[IOSpec, ...]:
@@ -393,6 +407,11 @@ def plan_signatures(model: ir.Model, options: RebuildOptions) -> list[SignatureP
     if model.signatures:
         for s in model.signatures:
             sg = model.subgraphs[s.subgraph_index]
+            if s.subgraph_index == 0 and sorted(ti for _, ti in s.inputs) != sorted(sg.inputs):
+                ins, outs_, note = _subgraph_io(sg, s)
+                plans.append(SignaturePlan(s.key, 0, io(sg, ins, "input"), io(sg, outs_, "output"), (), (),
+                                           subgraph_io_note=note))
+                continue
             named = {ti for _, ti in s.outputs}
             extra = [(sg.tensors[ti].name, ti) for ti in sg.outputs if ti not in named]
             outs = io(sg, list(s.outputs) + extra, "output")
@@ -405,6 +424,48 @@ def plan_signatures(model: ir.Model, options: RebuildOptions) -> list[SignatureP
         outs = [(sg.tensors[i].name, i) for i in sg.outputs]
         plans.append(SignaturePlan("serving_default", 0, io(sg, ins, "input"), io(sg, outs, "output"), (), ()))
     return plans
+
+
+#: Ops a converter puts between a model's real I/O and the tensors an old SignatureDef still names.
+_IO_ADAPTERS = ("QUANTIZE", "DEQUANTIZE", "CAST")
+
+
+def _subgraph_io(sg: ir.Subgraph, s: Any) -> tuple[list[tuple[str, int]], list[tuple[str, int]], str]:
+    """(inputs, outputs, note) of a signature planned over its subgraph's own I/O (see
+    :func:`plan_signatures`)."""
+    sig_in = {ti: n for n, ti in s.inputs}
+    sig_out = {ti: n for n, ti in s.outputs}
+
+    def name_in(ti: int) -> str:
+        if ti in sig_in:
+            return sig_in[ti]
+        for op in sg.operators:  # the subgraph input feeds a named tensor through one adapter op
+            if op.name in _IO_ADAPTERS and op.inputs[:1] == (ti,) and op.outputs and op.outputs[0] in sig_in:
+                return sig_in[op.outputs[0]]
+        return sg.tensors[ti].name
+
+    def name_out(ti: int) -> str:
+        if ti in sig_out:
+            return sig_out[ti]
+        for op in sg.operators:  # the subgraph output is a named tensor after one adapter op
+            if op.name in _IO_ADAPTERS and op.outputs[:1] == (ti,) and op.inputs and op.inputs[0] in sig_out:
+                return sig_out[op.inputs[0]]
+        return sg.tensors[ti].name
+
+    ins = [(name_in(ti), ti) for ti in sg.inputs]
+    outs = [(name_out(ti), ti) for ti in sg.outputs]
+
+    def desc(pairs: Any) -> str:
+        return ", ".join(f"{n!r} -> tensor {ti} ({sg.tensors[ti].name!r})" for n, ti in pairs) or "none"
+
+    note = (f"signature {s.key!r} names as inputs {desc(s.inputs)}, not exactly the inputs of subgraph 0 "
+            f"({', '.join(f'tensor {ti} ({sg.tensors[ti].name!r})' for ti in sg.inputs)}): TFLite's signature "
+            "runner writes each value into the named tensor, where the op producing it overwrites it on invoke "
+            "(and a subgraph input it does not name is never set), so its outputs would not follow the inputs "
+            "given. Rebuilt and verified on the "
+            f"subgraph's own inputs ({', '.join(n for n, _ in ins)}) and outputs ({', '.join(n for n, _ in outs)}), "
+            "as the interpreter runs the model without the signature")
+    return ins, outs, note
 
 
 def check_supported(model: ir.Model) -> None:

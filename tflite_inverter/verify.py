@@ -457,14 +457,23 @@ HYBRID_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
               "BIDIRECTIONAL_SEQUENCE_RNN", "SVDF", "EMBEDDING_LOOKUP", "TRANSPOSE_CONV", "CONV_3D")
 
 
+#: The float activation of a hybrid op, where it is not input 0: TRANSPOSE_CONV's inputs are
+#: (output_shape, weights, input, bias); EMBEDDING_LOOKUP's (ids, table) have a float *output*.
+_HYBRID_ACTIVATION = {"TRANSPOSE_CONV": ("input", 2), "EMBEDDING_LOOKUP": ("output", 0)}
+
+
 def has_hybrid_ops(model: ir.Model) -> bool:
     """Float activations feeding int8/int4 constant weights of an op with a hybrid kernel."""
     for sg in model.subgraphs:
         for op in sg.operators:
-            if op.name not in HYBRID_OPS or not op.inputs or op.inputs[0] < 0:
+            if op.name not in HYBRID_OPS:
                 continue
-            x = sg.tensors[op.inputs[0]]
-            weights = [sg.tensors[i] for i in op.inputs[1:] if i >= 0]
+            side, k = _HYBRID_ACTIVATION.get(op.name, ("input", 0))
+            idx = op.inputs if side == "input" else op.outputs
+            if k >= len(idx) or idx[k] < 0:
+                continue
+            x = sg.tensors[idx[k]]
+            weights = [sg.tensors[i] for j, i in enumerate(op.inputs) if i >= 0 and (side, j) != ("input", k)]
             if x.type_name == "FLOAT32" and any(w.is_constant and w.type_name in ("INT8", "INT4") for w in weights):
                 return True
     return False

@@ -15,8 +15,13 @@ Every linear op goes through :func:`_linear`, which picks one of three computati
   quantization, exact integer accumulation and rescale.
 
 The arithmetic is in :mod:`.hybrid`. It follows the default CPU interpreter, which hands 8-bit and
-hybrid conv/fully-connected/matmul kernels to XNNPACK; where TFLite's builtin kernels compute
-differently (fixed-point requantization, symmetric hybrid inputs), XNNPACK's answer is reproduced.
+hybrid conv/fully-connected/transpose-conv/matmul kernels to XNNPACK; where TFLite's builtin kernels
+compute differently (fixed-point requantization, symmetric hybrid inputs, double-precision input
+scales), XNNPACK's answer is reproduced. Its hybrid (qd8) kernels quantize the input per image (per
+pixel for a 1x1 stride-1 conv, per row for fully-connected/matmul) with XNNPACK's float32 parameters
+(:func:`hybrid.quantize_rows_xnnpack`), sum exactly and scale as ``fma(float(acc) * input_scale,
+weight_scale, bias)`` (:func:`_qd8_rescale`): bit-exact against the default interpreter. Hybrid
+depthwise runs TFLite's builtin kernel (within float32 ulps).
 """
 
 from __future__ import annotations
@@ -80,7 +85,9 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
     input ``x_index`` (e.g. already flattened); ``plain_add`` adds the bias with ``+`` rather than
     BiasAdd (grappler fuses Conv2D+BiasAdd into a kernel without grouped convolution); ``wide``
     selects the 16x8 kernel's requantization (see :func:`hybrid.requantize_fixed`); ``xnnpack`` says
-    whether the default interpreter delegates the op's hybrid kernel (rounding of the input).
+    whether the default interpreter delegates the op's hybrid kernel to XNNPACK's dynamically
+    quantized (qd8) kernels (:func:`hybrid.quantize_rows_xnnpack`, :func:`_qd8_rescale`) or runs
+    TFLite's builtin one (:func:`hybrid.quantize_rows`, :func:`hybrid.rescale`).
     """
     x = ctx.input(x_index) if x is None else x
     x_t, w_t, y_t = ctx.in_tensor(x_index), ctx.in_tensor(w_index), ctx.out_tensor(0)
@@ -96,8 +103,14 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
             and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
         return [_integer(ctx, lin, w, w_scale, x, x_t, w_t, y_t, b_index, act, wide)]
     if w_scale is not None and row_axes is not None and hybrid.is_hybrid(x_t, w_t):
-        xq, row_scale = hybrid.quantize_rows(x, row_axes, half_even=xnnpack)
+        if xnnpack:
+            xq, row_scale = hybrid.quantize_rows_xnnpack(x, row_axes)
+        else:
+            xq, row_scale = hybrid.quantize_rows(x, row_axes, half_even=False)
         acc = lin(xq, hybrid.to_int(w, tf.constant(w_scale)))
+        if xnnpack:
+            return [ctx.activation(_qd8_rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]),
+                                                _bias_value(ctx, b_index)))]
         y = hybrid.rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]))
         return [ctx.activation(_add_bias(y, _bias_value(ctx, b_index), plain_add))]
     y = lin(x, tf.cast(w, x.dtype))
@@ -117,6 +130,19 @@ def _integer(ctx: Any, lin: Lin, w: Any, w_scale: np.ndarray, x: Any, x_t: Tenso
         return hybrid.requantize_fixed(acc, in_scale, w_scales, y_t, act, wide)
     scale = hybrid.requant_scale(in_scale, w_scales, float(y_t.quantization.scale[0]))
     return hybrid.requantize(acc, scale, y_t, act)
+
+
+def _qd8_rescale(acc: Any, row_scale: Any, w_scale: np.ndarray, b: Any) -> Any:
+    """XNNPACK's dynamically quantized (qd8) output stage: ``fma(float(acc) * row_scale,
+    weight_scale, bias)``: the input scale first, then the per-channel weight scale fused with the
+    bias add (one rounding, emulated in float64), unlike TFLite's builtin hybrid kernels
+    (``acc * (row_scale * weight_scale)``, :func:`hybrid.rescale`)."""
+    # float64 from here on: a float32 product is exact in float64 (so rounding it to float32 is the
+    # float32 multiply), and grappler cannot re-associate the two multiplications across the cast.
+    y = tf.cast(tf.cast(acc, tf.float32) * row_scale, tf.float64) * tf.constant(np.asarray(w_scale, np.float64))
+    if b is not None:
+        y = y + tf.cast(b, tf.float64)
+    return tf.cast(y, tf.float32)
 
 
 def _add_bias(y: Any, b: Any, plain: bool = False) -> Any:
@@ -234,7 +260,9 @@ def transpose_conv(ctx: Any) -> list[Any]:
         return tf.nn.conv2d_transpose(x, f, out_shape, strides=strides, padding=pad)
 
     cout = ctx.in_tensor(1).shape[0]
-    return _linear(ctx, lin, w, x_index=2, b_index=3, w_scale_shape=[1, 1, cout, 1], qdim=0)
+    # Hybrid (float input, int8 weights): the default interpreter's XNNPACK deconvolution quantizes
+    # the input per image (hybrid.quantize_rows_xnnpack) and rescales as _qd8_rescale says.
+    return _linear(ctx, lin, w, x_index=2, b_index=3, w_scale_shape=[1, 1, cout, 1], qdim=0, row_axes=[1, 2, 3])
 
 
 # -- CONV_3D / CONV_3D_TRANSPOSE --------------------------------------------------------------------

@@ -5,18 +5,22 @@ Two kinds of TFLite kernels do not compute what the float graph computes, and fa
 
 * Hybrid (dynamic-range) kernels: float activations, constant int8 weights with a scale. The kernel
   quantizes the float input on the fly to int8 (one scale and zero point per batch row),
-  accumulates ``int8 x int8`` in int32 and rescales by ``row_scale * weight_scale``.
-  :func:`quantize_rows` reproduces it bit for bit. The default interpreter hands hybrid
-  fully-connected, conv and matmul to XNNPACK, which quantizes asymmetrically whatever
-  ``asymmetric_quantize_inputs`` says, rounds ties to even and treats a 1x1 stride-1 conv as
-  fully-connected (one scale per pixel); hybrid depthwise stays in the builtin kernel (ties away
-  from zero). The builtin kernels' symmetric variants are not what the default interpreter runs.
+  accumulates ``int8 x int8`` in int32 and rescales by the row and weight scales. The default
+  interpreter hands hybrid fully-connected, conv, transpose-conv and matmul to XNNPACK's
+  dynamically quantized (qd8) kernels, which quantize asymmetrically whatever
+  ``asymmetric_quantize_inputs`` says, with XNNPACK's own float32 parameters and ties to even
+  (:func:`quantize_rows_xnnpack`), treat a 1x1 stride-1 conv as fully-connected (one scale per
+  pixel) and scale the output as ``fma(acc * row_scale, weight_scale, bias)`` (ops/conv.py):
+  reproduced bit for bit. Hybrid depthwise stays in the builtin kernel (TFLite's double-precision
+  parameters, ties away from zero: :func:`quantize_rows`, :func:`rescale`), within float32 ulps.
+  The builtin kernels' symmetric variants are not what the default interpreter runs.
 * Full-integer 8-bit kernels: the default CPU interpreter runs them in XNNPACK, which requantizes the
   exact int32 accumulator in float32: ``q = round_half_even(float(acc) * scale) + zero_point`` with
   ``scale = float32(input_scale * weight_scale) / output_scale``. :func:`requantize` does the same.
 * 16x8 kernels (int16 activations, int8 weights; never delegated) requantize the integer accumulator
   in fixed point (TFLite's ``MultiplyByQuantizedMultiplier``): :func:`requantize_fixed`.
 * 8-bit ADD/SUB in XNNPACK: :func:`add_integer` (for the element-wise rebuilders).
+
 
 Integer accumulators are computed exactly in float64 convolutions/matmuls on integer-valued tensors
 (every partial sum of int8 products is far below 2**53). Roundings use a straight-through gradient so
@@ -192,6 +196,29 @@ def quantize_rows(x: Any, axes: list[int], half_even: bool) -> tuple[Any, Any]:
     q = ste(t, tf.round(t) if half_even else round_half_away(t))
     q = tf.clip_by_value(q + zp32, -128.0, 127.0)
     return tf.cast(q - zp32, tf.float64), sf
+
+
+def quantize_rows_xnnpack(x: Any, axes: list[int]) -> tuple[Any, Any]:
+    """XNNPACK's own on-the-fly int8 quantization (``xnn_f32_qd8_asymmetric_quantization_params``),
+    one row per ``axes``, all in float32 as XNNPACK computes it: ``inv = 255 / (rmax - rmin)`` (1 for
+    a flat row), zero point ``-128 - rmin * inv`` or ``127 - rmax * inv`` (whichever end errs less,
+    clamped, ties to even), ``q = round_half_even(x * inv) + zero_point``; the dequantization scale
+    is ``1 / inv``. The scale can differ by one float32 ulp from TFLite's double-precision
+    ``AsymmetricQuantizeFloats`` (:func:`quantize_rows`), which the output then shows. Used for every
+    hybrid op XNNPACK runs; returns ``q - zero_point`` (exact float64 integers) and the float32 scale.
+    """
+    rmin = tf.minimum(tf.reduce_min(x, axes, keepdims=True), 0.0)
+    rmax = tf.maximum(tf.reduce_max(x, axes, keepdims=True), 0.0)
+    flat = tf.equal(rmin, rmax)
+    # float32 division correctly rounded (via float64: double rounding is innocuous for a quotient)
+    span = tf.where(flat, tf.ones_like(rmax), rmax - rmin)
+    inv = tf.where(flat, tf.ones_like(rmax), tf.cast(255.0 / tf.cast(span, tf.float64), tf.float32))
+    rmin_s, rmax_s = rmin * inv, rmax * inv
+    zp = tf.where((-128.0 + rmin_s) + (127.0 + rmax_s) > 0, -128.0 - rmin_s, 127.0 - rmax_s)
+    zp = tf.round(tf.clip_by_value(zp, -128.0, 127.0))
+    t = x * inv
+    q = tf.clip_by_value(ste(t, tf.round(t)) + zp, -128.0, 127.0)
+    return tf.cast(q - zp, tf.float64), reciprocal(inv)
 
 
 def reciprocal(v: Any) -> Any:

@@ -28,7 +28,12 @@ TFLite quirks are reproduced rather than "fixed", since the interpreter is the r
 NONE in a float LSTM multiplies by the cell gate instead of the cell state, the integer projection
 path offsets the hidden by twice its zero point, the int8 SVDF accepts only RELU and does not apply
 it, batch-major BIDIRECTIONAL_SEQUENCE_RNN feeds its backward cell the input even in "aux replaces
-backward input" mode, and its hybrid time-major form repeats both passes max_time times.
+backward input" mode, and its hybrid time-major form repeats both passes max_time times. What
+bidirectional_sequence_rnn.cc gets wrong is refused by name instead (its check): aux weights of
+another type than the input weights (never type-checked: a hybrid kernel reads float32 ones as int8
+with scale 0 and so drops the aux input, a float kernel reads int8 ones past their end), an aux input
+narrower or wider than the input where the kernel steps through it with the input's row stride,
+and hybrid time-major merged outputs with batch > 1 and symmetric quantization, where it crashes.
 """
 
 from __future__ import annotations
@@ -815,6 +820,43 @@ def _rnn_check(op: Operator, sg: Subgraph) -> list[str]:
     return problems
 
 
+def _birnn_check(op: Operator, sg: Subgraph) -> list[str]:
+    """What bidirectional_sequence_rnn.cc computes wrongly or crashes on (refused by name: the
+    interpreter's result there is not the op's meaning, and no rebuild can be checked against it)."""
+    problems = _rnn_check(op, sg)
+    x_t, fw_w = _tensor(op, sg, 0), _tensor(op, sg, 1)
+    aux, fw_aux, bw_aux = (_tensor(op, sg, i) for i in (9, 10, 11))
+    if x_t is None or fw_w is None:
+        return problems
+    hybrid = _kind(x_t, fw_w) == "hybrid"
+    if (fw_aux is None) != (bw_aux is None):
+        problems.append("only one of the fw/bw aux weights (inputs 10/11) is given; TFLite needs both or neither")
+    for name, t in (("fw", fw_aux), ("bw", bw_aux)):
+        if t is not None and t.type_name != fw_w.type_name:
+            if hybrid:
+                why = ("the hybrid kernel reads them as int8 with their (absent) scale 0, so the interpreter "
+                       "silently drops the aux input's contribution")
+            else:
+                why = "the float kernel reads them as float32, past the end of their buffer"
+            problems.append(f"{name} aux weights are {t.type_name} but the input weights {fw_w.type_name}: {why}")
+    time_major = bool(op.options.get("time_major", False))
+    # The aux rows are read with the input's stride: time-major always (also as the backward input
+    # without aux weights), batch-major in the hybrid kernel (batch-major float reads them right, and
+    # without aux weights its backward cell reads the input anyway).
+    if aux is not None and len(aux.shape) == 3 and len(x_t.shape) == 3 and aux.shape[2] != x_t.shape[2] \
+            and (time_major or (hybrid and fw_aux is not None)):
+        problems.append(f"aux input width {aux.shape[2]} differs from the input width {x_t.shape[2]}: TFLite's "
+                        f"{'hybrid' if hybrid else 'time-major'} kernel steps through the aux input with the "
+                        "input's row stride (wrong rows, past its end)")
+    batch = x_t.shape[1] if time_major and len(x_t.shape) == 3 else 1
+    if (hybrid and time_major and op.options.get("merge_outputs") and batch != 1
+            and not op.options.get("asymmetric_quantize_inputs")):
+        problems.append("hybrid time-major merge_outputs with batch > 1 and symmetric input quantization: the "
+                        "interpreter crashes (its unrolled RnnBatchStep offsets the null zero_points pointer by "
+                        "the batch row and reads through it)")
+    return problems
+
+
 def _rnn_direction(ctx: Any, xs: Any, aux: Any, w: int, r: int, b: int, state: int, aux_w: int | None,
                    reverse: bool) -> Any:
     units = ctx.in_tensor(w).shape[0]
@@ -837,7 +879,7 @@ def unidirectional_sequence_rnn(ctx: Any) -> list[Any]:
     return [_time_major(hs, tm)]
 
 
-@register("BIDIRECTIONAL_SEQUENCE_RNN", check=_rnn_check)
+@register("BIDIRECTIONAL_SEQUENCE_RNN", check=_birnn_check)
 def bidirectional_sequence_rnn(ctx: Any) -> list[Any]:
     """Inputs: x, fw W/R/b/state (1-4), bw W/R/b/state (5-8), aux input (9), fw/bw aux weights
     (10/11); the aux rules are those of BIDIRECTIONAL_SEQUENCE_LSTM."""

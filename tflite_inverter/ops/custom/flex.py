@@ -9,10 +9,12 @@ Inputs are matched to the ``OpDef``'s input arguments in order (a list argument 
 ``len(type list)`` consecutive inputs); attributes that TensorFlow infers from the inputs (``T``,
 ``N``, type lists) are not passed, every other attribute is.
 
-The check (run before anything is built, so ``convert`` and ``inspect`` list every problem) parses the
-NodeDef against TensorFlow's ``OpDef``: the op exists, every attribute is one the op has and holds a
-value of the declared kind, every required attribute is there, and the input count matches. A Flex
-model therefore loads TensorFlow's op registry even in ``inspect``.
+The check (run by ``rebuild.check_supported`` before anything is built, so ``convert`` and
+``inspect`` list every problem of every op at once) parses the NodeDef against TensorFlow's
+``OpDef``: the op exists, every attribute is one the op has and holds a value of the declared kind
+(not a function or placeholder, which cannot be passed), every required attribute is there, the
+input count matches with no input absent, and so does the output count. A Flex model therefore
+loads TensorFlow's op registry even in ``inspect``.
 """
 
 from __future__ import annotations
@@ -103,11 +105,43 @@ def _node_def(op: Operator) -> tuple[Any, Any] | str:
                      if a.name not in nd.attr and a.name not in inferred and not a.HasField("default_value"))
     if missing:
         problems.append(f"NodeDef lacks the required attribute(s) {', '.join(map(repr, missing))} of {op_name}")
+    for key, value in nd.attr.items():
+        if key in defs and key not in inferred and not key.startswith("_"):
+            bad = _unsupported_attr(value)
+            if bad:
+                problems.append(f"NodeDef attribute {key!r} is {bad}, which the rebuild cannot pass to {op_name}")
     if not problems:
         count = _input_count(op_def, nd)
         if count != len(op.inputs):
             problems.append(f"{op_name} takes {count} inputs, the operator has {len(op.inputs)}")
+        absent = [k for k, i in enumerate(op.inputs) if i < 0]
+        if absent:
+            problems.append(f"input(s) {', '.join(map(str, absent))} of {op_name} are absent")
+        outs = _output_count(op_def, nd)
+        if outs is not None and outs != len(op.outputs):
+            problems.append(f"{op_name} gives {outs} outputs, the operator has {len(op.outputs)}")
     return "; ".join(problems) if problems else (nd, op_def)
+
+
+def _unsupported_attr(v: Any) -> str | None:
+    """Attribute values :func:`_attr_value` cannot turn into a ``tf.raw_ops`` argument."""
+    kind = v.WhichOneof("value")
+    if kind == "func" or (kind == "list" and len(v.list.func)):
+        return "a function"
+    if kind == "placeholder":
+        return "a placeholder"
+    return None
+
+
+def _output_count(op_def: Any, nd: Any) -> int | None:
+    """Outputs the op gives for this NodeDef (``None``: a count attribute is not in the NodeDef)."""
+    n = 0
+    for arg in op_def.output_arg:
+        for attr in (arg.number_attr, arg.type_list_attr):
+            if attr and attr not in nd.attr:
+                return None
+        n += _arg_count(arg, nd)
+    return n
 
 
 def _inferred_attrs(op_def: Any) -> set[str]:
