@@ -313,3 +313,24 @@ def test_convert_with_out_of_range_inputs_exits_2_and_writes_nothing(tmp_path, c
     assert main(["convert", path, "-o", str(out), "--inputs", str(tmp_path / "in.npz")]) == 2
     assert "'in0' (UINT8) holds 0.4" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_float_io_inputs_are_real_values_end_to_end(tmp_path):
+    """uint8 (scale 0.5, zero point 128) -> DEQUANTIZE: with --float-io the .npz holds real values;
+    the interpreter is fed their quantized values, which this test computes itself."""
+    from tflite_inverter.conversion import convert
+
+    q = {"scale": [0.5], "zero_point": [128]}
+    model = single_op_model("DEQUANTIZE", [([4], "UINT8", None, q)], [([4], "FLOAT32")])
+    path = _write(tmp_path, model)
+    real = np.array([1.2, -3.0, 0.0, 20.0], np.float32)
+    np.savez(tmp_path / "in.npz", in0=real)
+    (ref,) = run_tflite(path, [(None, [], [], [np.array([130, 122, 128, 168], np.uint8)])])
+    np.testing.assert_array_equal(ref[0], [1.0, -3.0, 0.0, 20.0])
+    result = convert(path, str(tmp_path / "sm"), float_io=True, inputs=str(tmp_path / "in.npz"))
+    assert result.status == "ok" and result.checks[0].max_abs_err == 0.0
+    assert result.checks[0].ref_max_abs == 20.0  # the reference ran on the quantized real values
+    np.savez(tmp_path / "bad.npz", in0=np.array([0.0, 64.0, 0.0, 0.0], np.float32))
+    with pytest.raises(UsageError, match=r"'in0' \(UINT8\) holds 64.0, outside the real range \[-64, 63.5\]"):
+        convert(path, str(tmp_path / "sm2"), float_io=True, inputs=str(tmp_path / "bad.npz"))
+    assert not (tmp_path / "sm2").exists()
