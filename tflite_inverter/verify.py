@@ -22,6 +22,15 @@ against anything else is a mismatch. A shape different from the reference's is a
 reference is always the default kernels' output (or the built-in kernels' when the default ones
 cannot run the model). There is no loosening by model kind.
 
+Inputs: non-quantized integer inputs follow the rules :mod:`.verify_inputs` derives from the
+graph (indices within the indexed dim, loop bounds >= 1, ...). When the interpreter rejects them,
+:func:`reference_outputs` lowers them to their rule's lowest value and, if that runs, the
+verification is *weak* (``OutputCheck.weak`` says why; :func:`check_status` gives ``"weak"``, never
+a match); values are never replaced silently. ``--inputs`` values must fit their input
+(:func:`fit_input`). Stateful models (:func:`is_stateful`) are checked on :data:`STATEFUL_CALLS`
+consecutive calls per signature, state carried on both sides (:func:`invocations`;
+``OutputCheck.call``).
+
 Dynamic input dims (-1 in ``shape_signature``) are fed at the shape ``--input-shape`` gives
 (:attr:`IOPlan.input_shapes`, see :mod:`.input_shapes`), else as 1; when the interpreter rejects
 that default, :func:`reference_outputs` raises a :class:`UsageError` naming the dynamic inputs and
@@ -396,15 +405,18 @@ def _lowest_values(plans: list[IOPlan], feeds: list[list[np.ndarray]]) -> list[t
 
 #: Consecutive invocations verified for a stateful model (state carried on both sides).
 STATEFUL_CALLS = 3
-#: Ops that keep state between invocations (resource variables).
-STATEFUL_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
+#: Ops (by key) that keep state between invocations: resource variables, run-once initialisers,
+#: hash tables, and custom ops with internal state (the Signal library's spectral subtraction keeps
+#: its noise estimate).
+STATEFUL_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "HASHTABLE",
+                "CUSTOM:SignalFilterBankSpectralSubtraction")
 
 
 def is_stateful(model: ir.Model) -> bool:
     """True when an invocation can change the next one's result: the model has variable tensors
-    (``is_variable``: LSTM/SVDF state) or resource-variable ops."""
+    (``is_variable``: LSTM/SVDF state) or an op of :data:`STATEFUL_OPS`."""
     return any(t.is_variable for sg in model.subgraphs for t in sg.tensors) or any(
-        op.name in STATEFUL_OPS for sg in model.subgraphs for op in sg.operators)
+        op.name in STATEFUL_OPS or op.key in STATEFUL_OPS for sg in model.subgraphs for op in sg.operators)
 
 
 def invocations(model: ir.Model, plans: list[IOPlan]) -> list[IOPlan]:
