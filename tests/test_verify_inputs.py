@@ -334,3 +334,19 @@ def test_float_io_inputs_are_real_values_end_to_end(tmp_path):
     with pytest.raises(UsageError, match=r"'in0' \(UINT8\) holds 64.0, outside the real range \[-64, 63.5\]"):
         convert(path, str(tmp_path / "sm2"), float_io=True, inputs=str(tmp_path / "bad.npz"))
     assert not (tmp_path / "sm2").exists()
+
+
+def test_when_the_lowest_values_fail_too_the_interpreters_failure_stands(tmp_path):
+    """GATHER(params[2], idx + 5): out of range for every input value, so nothing is verified."""
+    from tflite_inverter.errors import InterpreterError
+
+    model = build_model(
+        tensors=[("idx", [4], "INT32"), ("five", [4], "INT32", np.full(4, 5, np.int32)), ("i2", [4], "INT32"),
+                 ("p", [2], "FLOAT32", np.array([1.5, -2.0], np.float32)), ("y", [4], "FLOAT32")],
+        ops=[("ADD", [0, 1], [2], "AddOptions", {}), ("GATHER", [3, 2], [4], "GatherOptions", {"axis": 0})],
+        inputs=[0], outputs=[4])
+    path = _write(tmp_path, model)
+    weak: list[str] = []
+    with pytest.raises(InterpreterError, match="out of bounds|index"):
+        reference_outputs(path, [_plan(read_model(path))], None, weak=weak)
+    assert weak == []
