@@ -81,7 +81,6 @@ EXPECTED_MATCH: set[str] = {
     'litert-git__torchaudio_conformer.tflite',
     'litert-git__unidirectional_sequence_lstm.tflite',
     'litert-git__unidirectional_sequence_lstm_quantized.tflite',
-    'litert-git__while_op_with_forwarding_input.tflite',
     'mediapipe-git__custom_gesture_classifier.tflite',
     'mediapipe-git__face_detection_front_2019.tflite',
     'mediapipe-git__face_stylization_dummy.tflite',
@@ -109,6 +108,12 @@ EXPECTED_MATCH: set[str] = {
     'tflite-micro__trained_lstm.tflite',
     'tflite-micro__trained_lstm_int8.tflite',
 }
+
+#: Files verified only on inputs the tool could not make meaningful (status "weak", never a match),
+#: with the input the reason names: the interpreter fails ("Invalid tensor size") on every loop
+#: bound >= 2 of this WHILE with a forwarded string, so only 1 iteration is checked (it matched with
+#: 0 iterations before the inputs were derived from the graph).
+EXPECTED_WEAK = {"litert-git__while_op_with_forwarding_input.tflite": "'num_iterations'"}
 
 #: Compiled accelerator blobs and placeholders: the right answer is a refusal naming the op.
 EXPECTED_REFUSED = {
@@ -153,6 +158,13 @@ def test_files_that_matched_still_match(rows, request):
 
 
 @pytest.mark.corpus
+def test_weak_verifications_are_their_own_status_and_name_the_input(rows):
+    for f, name in EXPECTED_WEAK.items():
+        if f in rows:
+            assert rows[f].status == "weak" and name in rows[f].detail, (f, rows[f].status, rows[f].detail)
+
+
+@pytest.mark.corpus
 def test_compiled_npu_blobs_and_placeholders_are_refused_by_name(rows):
     for f, op in EXPECTED_REFUSED.items():
         if f in rows:
@@ -163,7 +175,8 @@ def test_compiled_npu_blobs_and_placeholders_are_refused_by_name(rows):
 @pytest.mark.corpus
 def test_every_unconverted_file_says_why(rows):
     for f, r in rows.items():
-        if r.status in ("unsupported", "refused", "rebuilt, no reference", "rebuild-error", "invalid", "not verified"):
+        if r.status in ("unsupported", "refused", "rebuilt, no reference", "rebuild-error", "invalid", "not verified",
+                        "weak"):
             assert len(r.detail) > 10, (f, r.status)
         if r.status == "unsupported":  # every op named, each with its reason: "OP[ xN]: why // OP2: why"
             for part in r.detail.split(" // "):

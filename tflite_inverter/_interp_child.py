@@ -7,7 +7,10 @@ when ``ai_edge_litert`` is installed.
 
 Each run names a signature (or ``None``: subgraph 0's inputs/outputs), its input and output names,
 and optionally ``extra``: tensor indices of subgraph ``subgraph`` read after the invocation (subgraph
-outputs that the SignatureDef does not name, which the signature runner does not return).
+outputs that the SignatureDef does not name, which the signature runner does not return). The runs
+share one Interpreter object and run in the order given, so a stateful model's variable tensors and
+resource variables carry from run to run (the parent lists a stateful model's consecutive calls as
+consecutive runs); ``allocate_tensors`` between runs at unchanged shapes keeps that state.
 
 The reference comes from the default kernels (XNNPACK where it applies); when they fail, from the
 built-in kernels (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``). ``--builtin`` runs the

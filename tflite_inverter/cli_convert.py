@@ -17,8 +17,12 @@ def _cmd_convert(args: argparse.Namespace) -> int:
                      input_shapes=args.input_shape)
     if result.verified:
         print(format_checks(result.checks))
+    if result.weak:
+        print(f"WEAK verification (not a verified match): {result.weak}")
+    state = "" if result.verified and not result.weak else "; verification WEAK" if result.verified else \
+        "; NOT verified (--no-verify)"
     print(f"SavedModel written to {result.output_dir} (signatures: {', '.join(result.signatures)}; "
-          f"{result.seconds:.1f} s)" + ("" if result.verified else "; NOT verified (--no-verify)"))
+          f"{result.seconds:.1f} s){state}")
     return 0
 
 
@@ -30,7 +34,13 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         "the TFLite interpreter, output by output, each by one stated rule printed with its threshold and the "
         "measured value (subgraph outputs a SignatureDef does not name are exposed and verified too). "
         "Quantized models are rebuilt 'faithfully': each "
-        "quantized tensor is rounded onto its recorded integer grid, and integer model I/O is kept.",
+        "quantized tensor is rounded onto its recorded integer grid, and integer model I/O is kept. "
+        "Random verification inputs: integer inputs that index, count or shape get values valid for the op "
+        "that reads them (derived from the graph); when the interpreter still rejects them, the run is "
+        "repeated with those inputs at their lowest value and the verification is reported WEAK (exit 0, "
+        "'WEAK' in the table, \"verified\": \"weak\" in --report; never a match; pass --inputs for a real "
+        "check). Stateful models (variable tensors, resource variables) are verified on 3 consecutive "
+        "calls per signature, state carried, each call's outputs checked.",
         epilog=EPILOG)
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="SavedModel directory to write")
@@ -41,7 +51,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
                    help="clean float graph: do not round quantized tensors onto their integer grid")
     p.add_argument("--inputs", metavar="X.npz",
                    help="verification inputs: .npz keyed by input name, or .npy for a single input "
-                   "(default: seeded random inputs)")
+                   "(default: seeded random inputs). Integer inputs take integral values within their dtype's "
+                   "range (else a usage error naming the input and value); with --float-io, quantized inputs take "
+                   "real values, quantized with the input's scale/zero point (rounded onto the grid; a value "
+                   "outside the representable range is an error, never clipped)")
     add_input_shape_flag(p, "verification")
     p.add_argument("--tolerance", type=float, default=None, metavar="T",
                    help="float outputs pass when max abs error <= max(T x max|reference|, the reference's spread: "

@@ -22,12 +22,15 @@ from .reader import read_model
 from .verify import (
     IOPlan,
     OutputCheck,
+    check_status,
     compare_plan,
     default_shape_error,
     format_checks,
+    invocations,
     load_inputs,
     reference_outputs,
 )
+from .verify_inputs import derive_rules
 
 
 @dataclass
@@ -39,11 +42,20 @@ class ConvertResult:
     passed: bool = True
     seconds: float = 0.0
     note: str = ""
+    #: why the verification is weak (inputs the tool could not make meaningful), empty if it is not;
+    #: a weak result is ``passed`` (exit 0) but never a match
+    weak: str = ""
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"weak"``, ``"FAIL"`` or ``"not verified"`` (see :func:`.verify.check_status`)."""
+        return check_status(self.checks) if self.verified else "not verified"
 
     def to_json(self) -> dict[str, Any]:
-        return {"output_dir": self.output_dir, "signatures": self.signatures, "verified": self.verified,
-                "passed": self.passed, "seconds": round(self.seconds, 3), "note": self.note,
-                "outputs": [c.to_json() for c in self.checks]}
+        verified: bool | str = "weak" if self.verified and self.weak else self.verified
+        return {"output_dir": self.output_dir, "signatures": self.signatures, "verified": verified,
+                "status": self.status, "weak": self.weak, "passed": self.passed, "seconds": round(self.seconds, 3),
+                "note": self.note, "outputs": [c.to_json() for c in self.checks]}
 
 
 def _log(progress: Callable[[str], None] | None, msg: str) -> None:
@@ -60,24 +72,34 @@ def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
             saved_inputs=[s.name for s in p.inputs], saved_outputs=[s.name for s in p.outputs],
             input_tensors=[s.tensor for s in p.inputs], output_tensors=[s.tensor for s in p.outputs],
             input_dtypes=[np.dtype(s.dtype.as_numpy_dtype) for s in p.inputs],
-            subgraph_index=p.subgraph_index, extra_outputs=[s.tensor.index for s in p.extra_outputs]))
+            subgraph_index=p.subgraph_index, extra_outputs=[s.tensor.index for s in p.extra_outputs],
+            int_rules=derive_rules(model, p.subgraph_index, [s.tensor for s in p.inputs])))
     return plans
 
 
 def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: list[IOPlan],
                        inputs_path: str | None = None, tolerance: float | None = None, seed: int = 0,
                        note_sink: list[str] | None = None) -> list[OutputCheck]:
-    """Run the original (interpreter, child process) and the saved SavedModel on the same inputs."""
+    """Run the original (interpreter, child process) and the saved SavedModel on the same inputs.
+
+    A stateful model (:func:`.verify.is_stateful`) is invoked :data:`.verify.STATEFUL_CALLS` times
+    per signature in a row on both sides (fresh random inputs each call, or the user's inputs each
+    call), and every call's outputs are checked. Checks of a weak verification carry the reason."""
     from ._tf import tensorflow_op_error, tf
 
+    plans = invocations(model, plans)
     user_feeds = [load_inputs(inputs_path, p) for p in plans] if inputs_path else None
     spread: list[list[np.ndarray] | None] = []
-    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed, spread=spread)
+    weak: list[str] = []
+    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed, spread=spread, weak=weak)
+    if any(p.call for p in plans):
+        notes.append(f"stateful model: {max(p.call for p in plans) + 1} consecutive calls per signature verified, "
+                     "state carried")
     if note_sink is not None:
         note_sink.extend(notes)
     loaded = tf.saved_model.load(saved_dir)
     checks = []
-    for p, feed, ref, alt in zip(plans, feeds, refs, spread):
+    for p, feed, ref, alt, why in zip(plans, feeds, refs, spread, weak):
         fn = loaded.signatures[p.key]
         kwargs = {}
         for name, a, t, dt in zip(p.saved_inputs, feed, p.input_tensors, p.input_dtypes):
@@ -100,7 +122,7 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
                     raise usage from None
             raise TensorFlowCrashError(f"signature {p.key!r}: TensorFlow failed running the rebuilt model on "
                                        f"the verification inputs: {why}") from None
-        checks.extend(compare_plan(model, p, ref, out, alt, tolerance))
+        checks.extend(compare_plan(model, p, ref, out, alt, tolerance, weak=why))
     return checks
 
 
@@ -200,6 +222,7 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
                                                note_sink=notes)
             result.verified = bool(result.checks)
             result.passed = result.verified and all(c.passed for c in result.checks)
+            result.weak = next((c.weak for c in result.checks if c.weak), "")
             if not result.checks:  # nothing compared is not a pass
                 unverified = NotVerifiedError("the model has no output to compare with the interpreter's")
                 notes.append(f"NOT verified: {unverified}")

@@ -22,6 +22,15 @@ against anything else is a mismatch. A shape different from the reference's is a
 reference is always the default kernels' output (or the built-in kernels' when the default ones
 cannot run the model). There is no loosening by model kind.
 
+Inputs: non-quantized integer inputs follow the rules :mod:`.verify_inputs` derives from the
+graph (indices within the indexed dim, loop bounds >= 1, ...). When the interpreter rejects them,
+:func:`reference_outputs` lowers them to their rule's lowest value and, if that runs, the
+verification is *weak* (``OutputCheck.weak`` says why; :func:`check_status` gives ``"weak"``, never
+a match); values are never replaced silently. ``--inputs`` values must fit their input
+(:func:`fit_input`). Stateful models (:func:`is_stateful`) are checked on :data:`STATEFUL_CALLS`
+consecutive calls per signature, state carried on both sides (:func:`invocations`;
+``OutputCheck.call``).
+
 Dynamic input dims (-1 in ``shape_signature``) are fed at the shape ``--input-shape`` gives
 (:attr:`IOPlan.input_shapes`, see :mod:`.input_shapes`), else as 1; when the interpreter rejects
 that default, :func:`reference_outputs` raises a :class:`UsageError` naming the dynamic inputs and
@@ -44,6 +53,7 @@ import numpy as np
 from . import ir
 from .errors import InterpreterError, UsageError
 from .input_shapes import InputRef, default_shape, dims_of, dynamic_dims_error
+from .verify_inputs import DEFAULT_RANGE, IntRule
 
 #: ``float`` rule: max abs error <= max(FLOAT_TOL x max|reference|, reference spread).
 FLOAT_TOL = 1e-4
@@ -79,6 +89,8 @@ class OutputCheck:
     #: elements (None: not measured, only one kernel set ran)
     reference_spread: float | None = None
     nonfinite_mismatches: int = 0  # elements where NaN/inf in one output is not the same in the other
+    call: int = 0  # which invocation of a stateful model (0: the first; see STATEFUL_CALLS)
+    weak: str = ""  # why the inputs were not meaningful (empty: they were; see verify_inputs)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,6 +114,9 @@ class IOPlan:
     #: ones: subgraph outputs the SignatureDef does not name, read by index in the interpreter
     extra_outputs: list[int] = field(default_factory=list)
     input_shapes: list[tuple[int, ...] | None] | None = None  # --input-shape per input (None: not given)
+    #: per input, the :class:`.verify_inputs.IntRule` its random values follow (None: not an integer input)
+    int_rules: list[IntRule | None] | None = None
+    call: int = 0  # the invocation of a stateful model this plan stands for (see :func:`invocations`)
 
     def input_refs(self) -> list[InputRef]:
         """The inputs as :func:`.input_shapes.resolve_input_shapes` sees them (TFLite, SavedModel and
@@ -118,10 +133,14 @@ class IOPlan:
 
 
 def random_inputs(plan: IOPlan, seed: int = 0) -> list[np.ndarray]:
-    """Seeded inputs that exercise each input's range (integers over the full quantized range)."""
-    rng = np.random.default_rng(seed)
+    """Seeded inputs that exercise each input's range: floats in [-1, 1], quantized integers over
+    their dtype's full range, other integers by the rule :mod:`.verify_inputs` derived from the graph
+    (``plan.int_rules``; without one, random in [0, 3]), bools random. Call ``k > 0`` of a stateful
+    model (``plan.call``) gets its own fresh values."""
+    rng = np.random.default_rng(seed if not plan.call else [seed, plan.call])
+    rules = plan.int_rules or [None] * len(plan.input_tensors)
     out = []
-    for t, ref, given in zip(plan.input_tensors, plan.input_refs(), plan.given_shapes()):
+    for t, ref, given, rule in zip(plan.input_tensors, plan.input_refs(), plan.given_shapes(), rules):
         shape = default_shape(ref, given)
         name = t.type_name
         if name in ("FLOAT32", "FLOAT16", "FLOAT64"):
@@ -130,7 +149,10 @@ def random_inputs(plan: IOPlan, seed: int = 0) -> list[np.ndarray]:
             info = np.iinfo(t.dtype)
             a = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(t.dtype)
         elif name in ("INT8", "UINT8", "INT16", "INT32", "INT64", "UINT16", "UINT32"):
-            a = rng.integers(0, 4, size=shape).astype(t.dtype)  # small: often indices or counts
+            if rule is None:
+                rule = IntRule(np.array(DEFAULT_RANGE[0]), np.array(DEFAULT_RANGE[1]), "no rule derived",
+                               derived=False)
+            a = rule.sample(rng, tuple(shape), t.dtype)
         elif name == "BOOL":
             a = rng.integers(0, 2, size=shape).astype(bool)
         elif name == "STRING":
@@ -173,7 +195,60 @@ def load_inputs(path: str, plan: IOPlan) -> list[np.ndarray]:
         if given is not None and tuple(a.shape) != given:
             raise UsageError(f"--inputs {path}: input {t.name!r} has shape {list(a.shape)}, --input-shape says "
                              f"{'x'.join(map(str, given))}; drop one of them or make them agree")
-    return [np.asarray(a).astype(t.dtype) for a, t in zip(arrays, plan.input_tensors)]
+    dtypes = plan.input_dtypes or [t.dtype for t in plan.input_tensors]
+    return [fit_input(path, np.asarray(a), t, np.dtype(dt)) for a, t, dt in zip(arrays, plan.input_tensors, dtypes)]
+
+
+def _first_bad(a: np.ndarray, bad: np.ndarray) -> Any:
+    return a[tuple(np.argwhere(bad)[0])].item()
+
+
+def fit_input(path: str, a: np.ndarray, t: ir.Tensor, boundary: np.dtype) -> np.ndarray:
+    """A user's ``--inputs`` array as the interpreter's input ``t``, or a :class:`UsageError`.
+
+    Integer (and bool) inputs take only integral values within the dtype's range (``1.0`` is fine,
+    ``0.4``, ``300`` for uint8 or NaN are errors naming the input, the value and the dtype). With
+    ``--float-io`` a quantized input (``boundary`` float) takes real values: they are quantized with
+    the input's scale and zero point (rounded half away from zero onto the grid, as TFLite does), the
+    interpreter gets those integers and the rebuilt model their dequantized values, so both see the
+    same input; a real value whose quantized value falls outside the dtype's range is an error
+    (never clipped). Float inputs take any number."""
+    where = f"--inputs {path}: input {t.name!r} ({t.type_name})"
+    if a.dtype.kind not in "biuf":
+        if t.dtype.kind in "biuf":
+            raise UsageError(f"{where} got {a.dtype} values; it takes numbers")
+        return a.astype(t.dtype)
+    if t.dtype.kind == "f":
+        return a.astype(t.dtype)
+    if t.is_quantized and boundary.kind == "f":  # --float-io: real values
+        q = t.quantization
+        if q.scale.size != 1:
+            raise UsageError(f"{where} is quantized per channel; pass its integer values without --float-io")
+        scale, zp = float(q.scale[0]), int(q.zero_point.ravel()[0]) if q.zero_point.size else 0
+        x = a.astype(np.float64)
+        if not np.all(np.isfinite(x)):
+            raise UsageError(f"{where} holds {_first_bad(x, ~np.isfinite(x))!r}, not a finite real value")
+        v = x / scale
+        qv = np.sign(v) * np.floor(np.abs(v) + 0.5) + zp
+        info = np.iinfo(t.dtype)
+        out = (qv < info.min) | (qv > info.max)
+        if np.any(out):
+            raise UsageError(f"{where} holds {_first_bad(x, out)!r}, outside the real range "
+                             f"[{(info.min - zp) * scale:.6g}, {(info.max - zp) * scale:.6g}] its {t.type_name} "
+                             f"quantization (scale {scale:.6g}, zero point {zp}) can represent")
+        return qv.astype(t.dtype)
+    x = a.astype(np.float64) if a.dtype.kind == "f" else a
+    if a.dtype.kind == "f":
+        frac = ~np.isfinite(x) | (np.floor(np.where(np.isfinite(x), x, 0.0)) != x)
+        if np.any(frac):
+            raise UsageError(f"{where} holds {_first_bad(x, frac)!r}, which is not an integer")
+    lo, hi = (0, 1) if t.dtype.kind == "b" else (np.iinfo(t.dtype).min, np.iinfo(t.dtype).max)
+    wide = x.astype(np.float64) if x.dtype.kind == "f" else x.astype(object) if x.dtype.kind == "u" else x.astype(np.int64)
+    out = (wide < lo) | (wide > hi)
+    if np.any(out):
+        kind = "bool (0/1)" if t.dtype.kind == "b" else f"{t.dtype} range [{lo}, {hi}]"
+        raise UsageError(f"{where} holds {_first_bad(a, np.asarray(out, bool))!r}, outside the {kind}")
+    return x.astype(t.dtype)
 
 
 def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str], list[np.ndarray]]],
@@ -226,13 +301,19 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
 
 
 def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.ndarray]] | None, seed: int = 0,
-                      spread: list[list[np.ndarray] | None] | None = None
+                      spread: list[list[np.ndarray] | None] | None = None, weak: list[str] | None = None
                       ) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], list[str]]:
     """Run the original on ``feeds`` (or seeded random inputs): (feeds, outputs, notes).
 
-    Random integer inputs can be out of range for the model (indices, counts). When the interpreter
-    rejects them, the run is repeated once with every non-quantized integer input set to 0 (always a
-    valid index), and a note says so.
+    The plans run in order on one interpreter (a stateful model's consecutive calls, from
+    :func:`invocations`, carry its state). Random non-quantized integer inputs follow the rules
+    :mod:`.verify_inputs` derived from the graph (``IOPlan.int_rules``). When the interpreter
+    rejects them (an index or count out of range for a consumer no rule knows, or a derived rule
+    that is wrong), the run is repeated once with every such input at its rule's lowest value (0
+    for an input without a rule; exact shape values are kept). If that run succeeds the reference
+    exists but its inputs are not meaningful: ``weak`` (if given) receives, per plan, the reason
+    naming each such input, its rule and the interpreter's message (empty string: not weak), and
+    the verification is *weak* -- never a plain match. If it fails too, the original failure stands.
 
     When the interpreter rejects random inputs whose dynamic dims were fed as 1 (no
     ``--input-shape`` for them), that is a :class:`UsageError` naming those inputs and the flag,
@@ -248,8 +329,9 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
     user = feeds is not None
     feeds = feeds if user else [random_inputs(p, seed) for p in plans]
     extras = [(p.subgraph_index, list(p.extra_outputs)) for p in plans]
+    weak_why = [""] * len(plans)
     for p in plans:
-        if p.extra_outputs:
+        if p.extra_outputs and not p.call:
             named = len(p.output_tensors) - len(p.extra_outputs)
             notes.append(f"signature {p.key!r} names {named} of its subgraph's {len(p.output_tensors)} outputs; the "
                          f"others ({', '.join(p.saved_outputs[named:])}) are outputs of the SavedModel signature "
@@ -263,20 +345,29 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
         try:
             refs = run(feeds)
         except InterpreterError as exc:
-            int_inputs = [(k, j) for k, p in enumerate(plans) for j, t in enumerate(p.input_tensors)
-                          if t.dtype.kind in "iu" and not t.is_quantized]
-            if user or not int_inputs:
+            lowered = [] if user or lacks_an_op(str(exc)) else _lowest_values(plans, feeds)
+            if not lowered:
                 raise
-            feeds = [list(f) for f in feeds]
-            for k, j in int_inputs:
-                feeds[k][j] = np.zeros_like(feeds[k][j])
-            refs = run(feeds)
-            notes.append(f"integer inputs set to 0: the interpreter rejected random ones ({str(exc)[:160]})")
+            try:
+                refs = run([f for f, _ in lowered])
+            except InterpreterError:
+                raise exc from None
+            msg = " ".join((exc.reason or str(exc)).split())[:200]
+            for k, (_, names) in enumerate(lowered):
+                if names:
+                    weak_why[k] = (f"the interpreter rejected the random values of {'; '.join(names)} "
+                                   f"({msg}); verified with each at its lowest value only -- pass --inputs FILE.npz "
+                                   "with meaningful values")
+            feeds = [f for f, _ in lowered]
+            first = next(w for w in weak_why if w)
+            notes.append(f"WEAK verification: {first}")
     except InterpreterError as exc:
         usage = None if user or lacks_an_op(str(exc)) else default_shape_error(plans, exc.reason or str(exc))
         if usage is None:
             raise
         raise usage from None
+    if weak is not None:
+        weak.extend(weak_why)
     if info.get("kernels", "").startswith("built-in"):
         notes.append(f"reference from the interpreter's {info['kernels']}; reference spread not measured")
         if spread is not None:
@@ -288,6 +379,56 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
             spread.extend([None] * len(plans))
             notes.append(f"reference spread not measured: the built-in kernels failed ({str(exc)[:160]})")
     return feeds, refs, notes
+
+
+def _lowest_values(plans: list[IOPlan], feeds: list[list[np.ndarray]]) -> list[tuple[list[np.ndarray], list[str]]]:
+    """Per plan, the feeds with every non-quantized integer input (other than exact shape values)
+    at its rule's lowest value, and the inputs so changed, each with its rule; [] when none is."""
+    out, changed = [], False
+    for p, f in zip(plans, feeds):
+        f = list(f)
+        names = []
+        rules = p.int_rules or [None] * len(p.input_tensors)
+        for j, (t, rule) in enumerate(zip(p.input_tensors, rules)):
+            if t.dtype.kind not in "iu" or t.is_quantized or (rule is not None and rule.values is not None):
+                continue
+            low = np.array(0) if rule is None else rule.low
+            if low.ndim and (not f[j].ndim or f[j].shape[-1] != low.shape[0]):
+                low = np.array(low.max())
+            f[j] = np.broadcast_to(low, f[j].shape).astype(f[j].dtype)
+            name = p.saved_inputs[j] if j < len(p.saved_inputs) else t.name
+            names.append(f"input {name!r} ({rule.describe() if rule is not None else 'no rule: random in [0, 3]'})")
+        changed = changed or bool(names)
+        out.append((f, names))
+    return out if changed else []
+
+
+#: Consecutive invocations verified for a stateful model (state carried on both sides).
+STATEFUL_CALLS = 3
+#: Ops (by key) that keep state between invocations: resource variables, run-once initialisers,
+#: hash tables, and custom ops with internal state (the Signal library's spectral subtraction keeps
+#: its noise estimate).
+STATEFUL_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE", "HASHTABLE",
+                "CUSTOM:SignalFilterBankSpectralSubtraction")
+
+
+def is_stateful(model: ir.Model) -> bool:
+    """True when an invocation can change the next one's result: the model has variable tensors
+    (``is_variable``: LSTM/SVDF state) or an op of :data:`STATEFUL_OPS`."""
+    return any(t.is_variable for sg in model.subgraphs for t in sg.tensors) or any(
+        op.name in STATEFUL_OPS or op.key in STATEFUL_OPS for sg in model.subgraphs for op in sg.operators)
+
+
+def invocations(model: ir.Model, plans: list[IOPlan]) -> list[IOPlan]:
+    """The runs to verify, in order: each plan once, or for a stateful model each plan
+    :data:`STATEFUL_CALLS` times in a row (``call`` 0, 1, 2; fresh random inputs each call). Both
+    the interpreter (one Interpreter object) and the rebuilt model (one loaded SavedModel) run
+    them in this order, so state carries from call to call and across signatures alike."""
+    if not is_stateful(model):
+        return list(plans)
+    from dataclasses import replace
+
+    return [replace(p, call=c) for p in plans for c in range(STATEFUL_CALLS)]
 
 
 def default_shape_error(plans: list[IOPlan], why: str, what: str = "the TFLite interpreter rejected"
@@ -431,10 +572,12 @@ def plan_subgraph(model: ir.Model, plan: IOPlan) -> ir.Subgraph:
 
 
 def compare_plan(model: ir.Model, plan: IOPlan, ref: list[np.ndarray], got: Mapping[str, Any],
-                 alt: list[np.ndarray] | None = None, tolerance: float | None = None) -> list[OutputCheck]:
+                 alt: list[np.ndarray] | None = None, tolerance: float | None = None, weak: str = ""
+                 ) -> list[OutputCheck]:
     """Every output of one signature: ``ref`` (interpreter, in ``plan.output_tensors`` order), ``got``
     (rebuilt model, by SavedModel output name; arrays or tensors with ``.numpy()``), ``alt`` (the
-    built-in kernels' outputs, for the reference spread)."""
+    built-in kernels' outputs, for the reference spread). Each check records ``plan.call`` (the
+    invocation of a stateful model) and ``weak`` (why the inputs were not meaningful, if they were not)."""
     from .ops.common import dequantize_array
 
     sg = plan_subgraph(model, plan)
@@ -447,7 +590,9 @@ def compare_plan(model: ir.Model, plan: IOPlan, ref: list[np.ndarray], got: Mapp
         if g.dtype != r.dtype and t.is_quantized and r.dtype.kind in "iu":
             r = dequantize_array(r, t.quantization)  # --float-io: compare real values
             a = None if a is None else dequantize_array(a, t.quantization)
-        checks.append(compare_output(plan.key, name, r, g, t, _lsb_scale(model, sg, t), tolerance, a))
+        c = compare_output(plan.key, name, r, g, t, _lsb_scale(model, sg, t), tolerance, a)
+        c.call, c.weak = plan.call, weak
+        checks.append(c)
     return checks
 
 
@@ -510,14 +655,28 @@ def _fmt_threshold(c: OutputCheck) -> tuple[str, str]:
     return "-", c.tolerance
 
 
+def check_status(checks: list[OutputCheck]) -> str:
+    """The verdict of a list of checks: ``"not verified"`` (nothing compared), ``"FAIL"`` (an output
+    over its threshold), ``"weak"`` (all within, but on inputs the tool could not make meaningful:
+    never a match) or ``"ok"``."""
+    if not checks:
+        return "not verified"
+    if not all(c.passed for c in checks):
+        return "FAIL"
+    return "weak" if any(c.weak for c in checks) else "ok"
+
+
 def format_checks(checks: list[OutputCheck]) -> str:
-    """One row per output: the verification table printed by ``convert`` (rule, threshold, measured)."""
-    head = ["signature", "output", "shape", "rule", "threshold", "measured", "status"]
+    """One row per output (per call of a stateful model): the verification table printed by
+    ``convert`` (rule, threshold, measured, status: ok, WEAK or FAIL)."""
+    stateful = any(c.call for c in checks)
+    head = ["signature", *(["call"] if stateful else []), "output", "shape", "rule", "threshold", "measured", "status"]
     rows = []
     for c in checks:
         threshold, measured = _fmt_threshold(c)
-        rows.append([c.signature, c.name, "x".join(map(str, c.shape)) or "scalar", c.rule or "-", threshold, measured,
-                     "ok" if c.passed else "FAIL"])
+        rows.append([c.signature, *([str(c.call + 1)] if stateful else []), c.name,
+                     "x".join(map(str, c.shape)) or "scalar", c.rule or "-", threshold, measured,
+                     ("WEAK" if c.weak else "ok") if c.passed else "FAIL"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [head, *rows]]
     return "\n".join(lines)
