@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import InverterError, ResourceLimitError
 
-EPILOG = """exit codes: 0 ok, 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
+EPILOG = """exit codes: 0 ok (convert: also a WEAK verification, on inputs the graph gave no valid values for,
+printed as WEAK and never counted as a match), 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
 6 check failed: convert: an output over its rule's threshold; quantize: a check of the report (float op
 left, uint8 result without kernel or not running, reused ranges: activations/weights not the source's
 or an output element beyond 1 LSB of the source); the output is still written,
