@@ -1,0 +1,56 @@
+"""targets/int_kernel_fidelity.json is measured, not written by hand: a fresh run of
+benchmarks/probe_int_kernels.py over every op x dtype x variant must give the stored table, row for
+row, so the table can never drift from the code (``python benchmarks/probe_int_kernels.py --write``
+regenerates it after a kernel change). The rows are the same with TensorFlow's oneDNN rewrites on and
+off (measured), so the comparison runs under the machine's default setting.
+
+The probe itself is checked against a case it must measure as off: MUL's builtin fixed-point result
+differs from XNNPACK's float requantization, and a rebuild that rounded differently would show.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import probe_int_kernels as probe
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return json.loads(probe.OUT_FILE.read_text())
+
+
+def test_the_stored_table_is_what_the_code_measures(stored):
+    rows = probe.measure(probe.cases(probe.probed_ops()), workers=1, verbose=False)
+    changed = {k: (stored["rows"].get(k), v) for k, v in rows.items() if stored["rows"].get(k) != v}
+    gone = sorted(set(stored["rows"]) - set(rows))
+    assert not changed and not gone, (
+        f"{len(changed)} rows differ, {len(gone)} gone: run python benchmarks/probe_int_kernels.py --write "
+        f"({dict(list(changed.items())[:5])})")
+    assert stored["summary"] == probe.summary(rows)
+
+
+def test_every_probed_op_has_a_base_row_in_each_dtype(stored):
+    for op in probe.probed_ops():
+        for dtype in probe.DTYPES:
+            assert f"{op}/{dtype}/base" in stored["rows"], (op, dtype)
+
+
+def test_the_comparison_counts_lsb_and_sees_a_shape_mismatch():
+    ref = [[np.array([0, 5, -3], np.int8)]]
+    assert probe._compare(ref, [[np.array([0, 5, -3], np.int8)]])["max_lsb"] == 0
+    off = probe._compare(ref, [[np.array([1, 5, -6], np.int8)]])
+    assert off["max_lsb"] == 3 and abs(off["within_1"] - 2 / 3) < 1e-9
+    assert probe._compare(ref, [[np.array([0, 5], np.int8)]])["max_lsb"] is None
+
+
+def test_variants_change_the_model_they_claim_to():
+    base, b0 = probe.case_model("ADD", "INT8", "base")
+    scaled, b1 = probe.case_model("ADD", "INT8", "out_scale_x3")
+    assert b1.quant[b1.outputs[0]][0] == pytest.approx(3 * b0.quant[b0.outputs[0]][0])
+    _, bb = probe.case_model("ADD", "INT8", "broadcast")
+    assert bb.tensors[bb.inputs[1]][1] == [1, 1, 1, 3]
+    assert probe.case_model("RESHAPE", "INT8", "relu") is None  # no fused activation: not a case
