@@ -7,7 +7,8 @@
 
 The ops are those of ``targets/tflite_int8_kernels.json`` that benchmarks/probe_uint8_kernels.py has
 a one-op model for (its :data:`SPECS`: one common configuration per op, written in the int8 domain and
-rendered as int8 or true uint8). Each op is measured in each dtype under each :data:`VARIANTS` entry
+rendered as int8, true uint8, or 16x8: int16 activations with zero point 0 and the int8-domain values
+x 256 at scale / 256, int8 weights, int64 biases). Each op is measured in each dtype under each :data:`VARIANTS` entry
 that applies to it -- the option changes that alter the kernel's arithmetic:
 
 * ``base``: the spec as written;
@@ -54,12 +55,14 @@ from benchmarks.probe_uint8_kernels import INT8_FILE, SPECS, OneOp, _short  # no
 
 OUT_FILE = ROOT / "tflite_inverter" / "targets" / "int_kernel_fidelity.json"
 MD_FILE = ROOT / "docs" / "int_kernel_fidelity.md"
-DTYPES = ("INT8", "UINT8")
+DTYPES = ("INT8", "UINT8", "INT16")
 DRAWS = 8
 VARIANTS = ("base", "out_scale_x0.3", "out_scale_x3", "in_zp_extreme", "relu", "relu6", "broadcast")
 #: Ops whose second activation input may be broadcast (the ``broadcast`` variant).
 BINARY = {"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "FLOOR_DIV", "FLOOR_MOD",
           "EQUAL", "NOT_EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL"}
+#: Output scales the int16 kernels require (their int8 specs fix 1/256 or 1/128).
+FIXED_INT16_OUTPUT = {"LOGISTIC": 1 / 32768, "TANH": 1 / 32768, "SOFTMAX": 1 / 32768}
 #: Ops the fidelity table leaves out, with the reason.
 LEFT_OUT = {
     "SVDF": "stateful, several invocations: tests/test_ops_recurrent.py measures it",
@@ -72,19 +75,46 @@ class VariantOp(OneOp):
     """A :class:`OneOp` that applies one of :data:`VARIANTS` while the spec writes the model."""
 
     def __init__(self, dtype: str, seed: int, variant: str, op_name: str) -> None:
-        super().__init__(dtype, seed)
+        super().__init__("INT8" if dtype == "INT16" else dtype, seed)
+        self.dtype = dtype  # INT16: rendered by _q8 below
+        self._weight = False
         self.variant = variant
         self.op_name = op_name
         self.ranges: list[tuple[int, int] | None] = []  # per model input: its int8-domain range
         self._acts = 0
         self.applied = variant == "base"
 
+    # 16x8: activations int16 (zero point 0, the int8-domain value x 256 at scale / 256), weights int8,
+    # biases int64 -------------------------------------------------------------------------------------
+    def _q8(self, q8: np.ndarray, scale: float, zp: int, shape: list[int], name: str,
+            extra: dict[str, Any] | None = None, const: bool = True) -> tuple:
+        if self.dtype != "INT16":
+            return super()._q8(q8, scale, zp, shape, name, extra, const)
+        if self._weight:
+            data = None if q8 is None else np.asarray(q8, np.int8)
+            return (name, shape, "INT8", data, {"scale": [scale], "zero_point": [0]}, extra)
+        data = None if q8 is None else ((q8.astype(np.int32) - zp) * 256).clip(-32768, 32767).astype(np.int16)
+        return (name, shape, "INT16", data, {"scale": [scale / 256], "zero_point": [0]}, extra)
+
+    def weight(self, shape: list[int], scale: float = 0.01, lo: int = -127, hi: int = 127) -> int:
+        self._weight = True
+        try:
+            return super().weight(shape, scale, lo, hi)
+        finally:
+            self._weight = False
+
+    def bias(self, n: int, scale: float) -> int:
+        if self.dtype != "INT16":
+            return super().bias(n, scale)
+        vals = self.rng.integers(-200 * 256, 200 * 256 + 1, size=[n]).astype(np.int64)
+        return self._add(f"t{len(self.tensors)}", [n], "INT64", vals, {"scale": [scale / 256], "zero_point": [0]})
+
     def act(self, shape: list[int], scale: float = 0.05, zp: int = 0, *, lo: int = -128, hi: int = 127,
             data: Any = None, variable: bool = False) -> int:
         live = data is None and not variable
         if live:
             self._acts += 1
-            if self.variant == "in_zp_extreme":
+            if self.variant == "in_zp_extreme" and self.dtype != "INT16":  # int16 zero points are 0
                 zp, self.applied = -120, True
             if self.variant == "broadcast" and self._acts == 2 and self.op_name in BINARY and len(shape) == 4:
                 shape, self.applied = [1, 1, 1, shape[-1]], True
@@ -99,6 +129,8 @@ class VariantOp(OneOp):
         return super().raw_in(values, type_name)
 
     def out(self, shape: list[int], scale: float = 0.05, zp: int = 0) -> int:
+        if self.dtype == "INT16" and self.op_name in FIXED_INT16_OUTPUT:
+            scale, zp = FIXED_INT16_OUTPUT[self.op_name] * 256, 0  # _q8 divides by 256
         if self.variant in ("out_scale_x0.3", "out_scale_x3"):
             scale, self.applied = scale * (0.3 if self.variant.endswith("0.3") else 3.0), True
         if self.variant == "broadcast" and self.op_name in BINARY:
@@ -129,11 +161,16 @@ def draws(b: VariantOp, n: int = DRAWS) -> list[list[np.ndarray]]:
     shift = 128 if b.dtype == "UINT8" else 0
     for _ in range(n - 1):
         feeds = []
-        for a, r in zip(b.feeds, b.ranges):
+        for a, r, idx in zip(b.feeds, b.ranges, b.inputs):
             if r is None:  # a raw (bool / float) input: keep the spec's values
                 feeds.append(a)
                 continue
             q8 = rng.integers(r[0], r[1] + 1, size=a.shape)
+            if b.dtype == "INT16":  # the int8-domain range, every int16 code in it
+                zp = b.quant[idx][1]
+                lo16, hi16 = max((r[0] - zp) * 256, -32768), min((r[1] - zp) * 256 + 255, 32767)
+                feeds.append(rng.integers(lo16, hi16 + 1, size=a.shape).astype(np.int16))
+                continue
             feeds.append((q8 + shift).astype(a.dtype))
         sets.append(feeds)
     return sets
