@@ -357,3 +357,52 @@ def round_trip_ops(model: bytes) -> list[str]:
 def test_float_rebuild_converts_back_to_the_same_ops(fn, spec):
     model = to_tflite(fn, spec)
     assert round_trip_ops(model) == op_names(model)
+
+
+# -- quantized max pooling / nearest resize with other output parameters: raw codes ----------------
+def _raw_case_model(op: str, dtype: str, same: bool, act: str = "NONE", size=(13, 7), flags=(False, False)):
+    off = 128 if dtype == "UINT8" else 0
+    zi, zo = (0, 0) if dtype == "INT16" else (3 + off, -5 + off)
+    qin = {"scale": [0.05], "zero_point": [zi]}
+    qout = qin if same else {"scale": [0.02], "zero_point": [zo]}
+    if op == "MAX_POOL_2D":
+        shape, out = [1, 10, 10, 8], [1, 5, 5, 8]
+        opts = {"padding": "SAME", "stride_h": 2, "stride_w": 2, "filter_height": 3, "filter_width": 3,
+                "fused_activation_function": act}
+        tensors = [("x", shape, dtype, None, qin), ("y", out, dtype, None, qout)]
+        return build_model(tensors=tensors, ops=[(op, [0], [1], "Pool2DOptions", opts)], inputs=[0], outputs=[1]), shape
+    shape = [1, 6, 5, 3]
+    tensors = [("x", shape, dtype, None, qin), ("size", [2], "INT32", np.array(size, np.int32)),
+               ("y", [1, *size, 3], dtype, None, qout)]
+    opts = {"align_corners": flags[0], "half_pixel_centers": flags[1]}
+    return build_model(tensors=tensors, ops=[(op, [0, 1], [2], None, opts)], inputs=[0], outputs=[2]), shape
+
+
+def _codes(dtype: str, shape, seed: int = 5) -> np.ndarray:
+    info = np.iinfo({"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}[dtype])
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=shape).astype(info.dtype)
+
+
+@pytest.mark.parametrize("act", ["NONE", "RELU", "RELU6"])
+@pytest.mark.parametrize("same", [True, False])
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8", "INT16"])
+def test_max_pool_quantized_raw_codes(dtype, same, act):
+    """The maximum of the raw codes, clamped on the output grid; XNNPACK (8-bit in the default
+    interpreter) refuses other output parameters, the int16 builtin kernel copies the codes."""
+    model, shape = _raw_case_model("MAX_POOL_2D", dtype, same, act)
+    x = _codes(dtype, shape)
+    if not same and dtype != "INT16":
+        with pytest.raises(RuntimeError, match="failed to delegate"):
+            run_interpreter(model, [x])
+        return
+    np.testing.assert_array_equal(run_rebuilt(model, [x])[0], run_interpreter(model, [x])[0])
+
+
+@pytest.mark.parametrize("flags", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("size", [(13, 7), (4, 3)])
+@pytest.mark.parametrize("same", [True, False])
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8", "INT16"])
+def test_resize_nearest_quantized_raw_codes(dtype, same, size, flags):
+    model, shape = _raw_case_model("RESIZE_NEAREST_NEIGHBOR", dtype, same, size=size, flags=flags)
+    x = _codes(dtype, shape)
+    np.testing.assert_array_equal(run_rebuilt(model, [x])[0], run_interpreter(model, [x])[0])

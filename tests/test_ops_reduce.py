@@ -20,6 +20,7 @@ from .helpers import (
     run_rebuilt,
     to_tflite,
 )
+from .tflite_builder import build_model
 
 F32 = tf.float32
 SHAPE = [2, 3, 4]
@@ -219,3 +220,50 @@ def test_cumsum_axis_given_as_a_tensor():
     x = random_like(specs[:1], seed=13)[0]
     for axis in (0, -1):
         assert_float_close(model, [x, np.array(axis, np.int32)], rtol=1e-6, atol=1e-6)
+
+
+# -- quantized reducers built with full control over scales and zero points --------------------------
+_INFO = {"INT8": np.iinfo(np.int8), "UINT8": np.iinfo(np.uint8), "INT16": np.iinfo(np.int16)}
+
+#: (input shape, axes, keep_dims): the 4-D spatial special case, keep_dims off, the last axis,
+#: every axis, a middle axis, negative + first axes.
+REDUCE_SHAPES = [([1, 8, 8, 16], [1, 2], True), ([2, 7, 5, 6], [1, 2], False), ([2, 4, 4, 20], [3], False),
+                 ([2, 4, 4, 20], [3], True), ([1, 4, 6, 5], [0, 1, 2, 3], True), ([3, 9, 4], [1], True),
+                 ([3, 5, 7], [-1, 0], False), ([3, 40, 5], [1], False)]
+#: (input scale, zero point), (output scale, zero point) for int8; uint8 adds 128, int16 takes zero points 0.
+REDUCE_PARAMS = {"same": ((0.05, 3), (0.05, 3)), "ratio_2.5": ((0.05, 3), (0.02, -5)),
+                 "ratio_0.4": ((0.02, -5), (0.05, 3)), "zp_extremes": ((0.03, 127), (0.07, -128)),
+                 "ratio_0.01": ((0.01, 0), (1.0, 0)), "ratio_6.2": ((0.013, -100), (0.0021, 120))}
+
+
+def reducer_model(op: str, dtype: str, shape: list[int], axes: list[int], keep: bool, params: str,
+                  out_scale_factor: float = 1.0) -> bytes:
+    (si, zi), (so, zo) = REDUCE_PARAMS[params]
+    off = 128 if dtype == "UINT8" else 0
+    zi, zo = (0, 0) if dtype == "INT16" else (zi + off, zo + off)
+    rank = len(shape)
+    red = {a % rank for a in axes}
+    out = [1 if i in red else d for i, d in enumerate(shape)] if keep else [d for i, d in enumerate(shape) if i not in red]
+    tensors = [("x", shape, dtype, None, {"scale": [si], "zero_point": [zi]}),
+               ("axes", [len(axes)], "INT32", np.array(axes, np.int32)),
+               ("y", out, dtype, None, {"scale": [so * out_scale_factor], "zero_point": [zo]})]
+    return build_model(tensors=tensors, ops=[(op, [0, 1], [2], "ReducerOptions", {"keep_dims": keep})],
+                       inputs=[0], outputs=[2])
+
+
+def _codes(dtype: str, shape: list[int], seed: int) -> np.ndarray:
+    info = _INFO[dtype]
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=shape).astype(info.dtype)
+
+
+@pytest.mark.parametrize("params", sorted(REDUCE_PARAMS))
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("op", ["REDUCE_MAX", "REDUCE_MIN"])
+@pytest.mark.parametrize("shape,axes,keep", REDUCE_SHAPES[:3] + REDUCE_SHAPES[5:7])
+def test_reduce_max_min_8bit_select_raw_codes(op, dtype, params, shape, axes, keep):
+    """The default interpreter (XNNPACK) takes other output parameters and copies the selected codes;
+    the builtin kernels refuse them (reduce.cc requires equal scale and zero point)."""
+    model = reducer_model(op, dtype, shape, axes, keep, params)
+    x = _codes(dtype, shape, 11)
+    ref = run_interpreter(model, [x])[0]
+    np.testing.assert_array_equal(run_rebuilt(model, [x])[0], ref)

@@ -105,6 +105,32 @@ def _q_params(t: Tensor) -> tuple[Any, Any, float, float]:
     return scale, zp, float(lo), float(hi)
 
 
+def raw_codes(x: Any, src: Tensor | None, dst: Tensor | None) -> Any:
+    """The integers stored for ``src`` read back with ``dst``'s scale and zero point.
+
+    TFLite's data-movement kernels (RESHAPE, TRANSPOSE, SLICE, TILE, GATHER, PAD, max pooling,
+    nearest-neighbour resize, REDUCE_MAX/MIN in XNNPACK, ...) copy the raw integers and never
+    requantize: when a file records output parameters that differ from the input's, the same codes
+    mean other real values. As real values that is the affine map
+    ``(x / s_src + zp_src - zp_dst) * s_dst``, exact on the grid (no rounding involved, so float
+    mode and faithful mode agree). ``x`` is returned unchanged unless both tensors are per-tensor
+    quantized integers of the same type with different parameters.
+    """
+    if src is None or dst is None or not (src.is_quantized and dst.is_quantized):
+        return x
+    if src.type_name != dst.type_name or src.type_name not in ("INT8", "UINT8", "INT16", "INT32", "INT4"):
+        return x
+    qs, qd = src.quantization, dst.quantization
+    if qs.scale.size != 1 or qd.scale.size != 1:
+        return x
+    s_src, s_dst = float(np.float32(qs.scale[0])), float(np.float32(qd.scale[0]))
+    zp_src = int(qs.zero_point[0]) if qs.zero_point.size else 0
+    zp_dst = int(qd.zero_point[0]) if qd.zero_point.size else 0
+    if (s_src, zp_src) == (s_dst, zp_dst) or s_src == 0.0:
+        return x
+    return (x / s_src + float(zp_src - zp_dst)) * s_dst
+
+
 def round_half_away(x: Any) -> Any:
     """TFLite rounds half away from zero (std::round); tf.round rounds half to even."""
     return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)

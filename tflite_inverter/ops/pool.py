@@ -7,6 +7,8 @@ same valid elements, which TensorFlow has no single op for.
 The quantized AVERAGE_POOL_2D kernel sums the raw integers of a window and divides with rounding half
 away from zero *in the raw integer domain* (``(sum + n/2) / n``), not in ``q - zero_point`` units;
 faithful mode reproduces that exactly (the fake-quant rounding alone is off by one LSB on ties).
+
+Quantized MAX_POOL_2D moves raw integers (see :func:`max_pool_2d`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
-from .common import check_activation, tf_padding
+from .common import check_activation, raw_codes, tf_padding
 from .registry import register
 
 
@@ -76,8 +78,12 @@ def average_pool_2d(ctx: Any) -> list[Any]:
 
 @register("MAX_POOL_2D", check=_pool_check)
 def max_pool_2d(ctx: Any) -> list[Any]:
-    """Exact in every type: the maximum of grid values is a grid value."""
-    return [ctx.activation(tf.nn.max_pool2d(ctx.input(0), **_args(ctx)))]
+    """Exact in every type: the maximum of grid values is a grid value. The kernels take the maximum
+    of the raw integers and clamp it to the activation range on the output's grid, without
+    requantizing: other output parameters (the int16 kernel accepts them; XNNPACK, the default
+    interpreter's 8-bit kernel, refuses them) read the same codes differently (:func:`.common.raw_codes`)."""
+    x = raw_codes(ctx.input(0), ctx.in_tensor(0), ctx.out_tensor(0))
+    return [ctx.activation(tf.nn.max_pool2d(x, **_args(ctx)))]
 
 
 @register("L2_POOL_2D", check=_pool_check)

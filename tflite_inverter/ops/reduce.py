@@ -4,6 +4,11 @@ The axis is input 1. A constant axis becomes a static Python list (negative axes
 the input rank, duplicates dropped: TFLite resolves the axis set like that, TensorFlow rejects
 duplicates), so the converter sees the same constant it would write. A computed axis is passed through
 as a tensor.
+
+Quantized REDUCE_MAX / REDUCE_MIN select raw integers: the builtin kernels refuse an output whose
+scale or zero point differs from the input's, the default interpreter's XNNPACK takes it and copies
+the selected codes unchanged (measured), so the output reads them with its own parameters
+(:func:`.common.raw_codes`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from .._tf import tf
 from ..ir import Operator, Subgraph
+from .common import raw_codes
 from .registry import register
 
 
@@ -39,10 +45,13 @@ def _axes(ctx: Any) -> Any:
     return sorted(set(raw))
 
 
-def _make_reducer(fn: Callable[..., Any]) -> Callable[[Any], list[Any]]:
+def _make_reducer(fn: Callable[..., Any], raw: bool = False) -> Callable[[Any], list[Any]]:
     def rebuild(ctx: Any) -> list[Any]:
         keep = bool(ctx.options.get("keep_dims", False))
-        return [fn(ctx.input(0), axis=_axes(ctx), keepdims=keep)]
+        x = ctx.input(0)
+        if raw:
+            x = raw_codes(x, ctx.in_tensor(0), ctx.out_tensor(0))
+        return [fn(x, axis=_axes(ctx), keepdims=keep)]
 
     return rebuild
 
@@ -59,7 +68,7 @@ _REDUCERS: dict[str, Callable[..., Any]] = {
 }
 
 for _name, _fn in _REDUCERS.items():
-    register(_name)(_make_reducer(_fn))
+    register(_name)(_make_reducer(_fn, raw=_name in ("REDUCE_MAX", "REDUCE_MIN")))
 
 
 def _scalar_axis(ctx: Any) -> Any:

@@ -7,7 +7,9 @@ source coordinates with the same float formulas as TFLite's kernels (scale ``in/
 
 TensorFlow refuses both flags together. TFLite's bilinear kernel does too; its nearest-neighbor kernel
 accepts them (``round((i + 0.5) * scale)`` with the align-corners scale), which is rebuilt as two
-gathers with the indices computed ahead of time (static sizes only).
+gathers with the indices computed ahead of time (static sizes only). Quantized nearest-neighbour
+resizing copies raw integers in every kernel (none requantizes): an output with other parameters than
+the input reads the same codes (:func:`.common.raw_codes`).
 
 Quantized RESIZE_BILINEAR interpolates in fixed point: 8-bit runs in XNNPACK in the default
 interpreter (11-bit weights ``lrintf(alpha * 2048)``, ``(acc + 2**21) >> 22``), int16 in TFLite's
@@ -25,6 +27,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
+from .common import raw_codes
 from .registry import register
 
 
@@ -148,7 +151,7 @@ def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel
 @register("RESIZE_NEAREST_NEIGHBOR", check=_nearest_check)
 def resize_nearest_neighbor(ctx: Any) -> list[Any]:
     o = ctx.options
-    x = ctx.input(0)
+    x = raw_codes(ctx.input(0), ctx.in_tensor(0), ctx.out_tensor(0))
     align, half = bool(o.get("align_corners")), bool(o.get("half_pixel_centers"))
     if align and half:
         h, w = ctx.in_tensor(0).shape[1:3]

@@ -7,6 +7,15 @@ parameter is computed at run time, its tensor value is passed instead (the TF op
 
 Quantized tensors are real-valued floats inside the rebuilt graph; every op here only moves,
 selects or replicates values (or pads with real 0 = the zero point), so its float form is exact.
+The kernels move the raw integers and never requantize: when a file gives the output other
+parameters than the input (TFLite's TILE, RESHAPE, SQUEEZE, STRIDED_SLICE, SPLIT_V, GATHER,
+REVERSE_V2, PADV2 accept that in every kernel; TRANSPOSE, SLICE, SPLIT, PAD, SPACE_TO_DEPTH and
+DEPTH_TO_SPACE in the builtin kernels, the default interpreter's XNNPACK refuses them for 8-bit;
+MIRROR_PAD, EXPAND_DIMS, UNPACK, SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND refuse mismatched
+parameters in Prepare), the same codes are read with the output's parameters
+(:func:`.common.raw_codes`, measured against the interpreter in tests/test_ops_shape.py). Padding
+ops pad with the output's zero point (PAD, SPACE_TO_BATCH_ND) or the pad value's code on the
+output grid (PADV2), so their input is reinterpreted before padding with real 0 / the real pad value.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import numpy as np
 
 from .._tf import tf
 from ..ir import Operator, Subgraph
-from .common import constant_pad
+from .common import constant_pad, raw_codes
 from .registry import register
 
 
@@ -69,6 +78,16 @@ def _static_dims(t: Any) -> list[int] | None:
     return None if any(d < 0 for d in sig) else list(sig)
 
 
+def _raw(ctx: Any, outs: list[Any], src: int = 0) -> list[Any]:
+    """Every output as the raw integers of input ``src`` read with that output's parameters."""
+    return [raw_codes(y, ctx.in_tensor(src), ctx.out_tensor(k)) for k, y in enumerate(outs)]
+
+
+def _raw_input(ctx: Any, i: int = 0) -> Any:
+    """Input ``i`` reinterpreted with output 0's parameters (for ops that pad with real 0)."""
+    return raw_codes(ctx.input(i), ctx.in_tensor(i), ctx.out_tensor(0))
+
+
 # -- reshaping -------------------------------------------------------------------------------------
 @register("RESHAPE")
 def reshape(ctx: Any) -> list[Any]:
@@ -84,7 +103,7 @@ def reshape(ctx: Any) -> list[Any]:
             shape = []
     else:
         shape = [d if d >= 0 else -1 for d in (ctx.out_tensor(0).shape_signature or ctx.out_tensor(0).shape)]
-    return [tf.reshape(x, shape)]
+    return _raw(ctx, [tf.reshape(x, shape)])
 
 
 @register("SQUEEZE")
@@ -97,18 +116,18 @@ def squeeze(ctx: Any) -> list[Any]:
         sig = ctx.in_tensor(0).shape_signature or ctx.in_tensor(0).shape
         dims = [i for i, d in enumerate(sig) if d == 1]
         if len(sig) - len(dims) != len(ctx.out_tensor(0).shape):
-            return [tf.squeeze(x)]
-    return [tf.squeeze(x, axis=dims)]
+            return _raw(ctx, [tf.squeeze(x)])
+    return _raw(ctx, [tf.squeeze(x, axis=dims)])
 
 
 @register("EXPAND_DIMS")
 def expand_dims(ctx: Any) -> list[Any]:
-    return [tf.expand_dims(ctx.input(0), _scalar_param(ctx, 1))]
+    return _raw(ctx, [tf.expand_dims(ctx.input(0), _scalar_param(ctx, 1))])
 
 
 @register("TRANSPOSE")
 def transpose(ctx: Any) -> list[Any]:
-    return [tf.transpose(ctx.input(0), _int_param(ctx, 1))]
+    return _raw(ctx, [tf.transpose(ctx.input(0), _int_param(ctx, 1))])
 
 
 # -- slicing ---------------------------------------------------------------------------------------
@@ -161,16 +180,16 @@ def strided_slice(ctx: Any) -> list[Any]:
             raise ctx.unsupported("offset=true with run-time strides (the stride signs must be known)")
         begin, end = _offset_begin_end(ctx, begin, end, strides)
         begin_mask = 0
-    return [tf.strided_slice(x, begin, end, strides, begin_mask=begin_mask, end_mask=int(o.get("end_mask", 0)),
-                             ellipsis_mask=int(o.get("ellipsis_mask", 0)),
-                             new_axis_mask=int(o.get("new_axis_mask", 0)),
-                             shrink_axis_mask=int(o.get("shrink_axis_mask", 0)))]
+    return _raw(ctx, [tf.strided_slice(x, begin, end, strides, begin_mask=begin_mask, end_mask=int(o.get("end_mask", 0)),
+                                       ellipsis_mask=int(o.get("ellipsis_mask", 0)),
+                                       new_axis_mask=int(o.get("new_axis_mask", 0)),
+                                       shrink_axis_mask=int(o.get("shrink_axis_mask", 0)))])
 
 
 @register("SLICE")
 def slice_(ctx: Any) -> list[Any]:
     """``size = -1`` means "to the end", as in ``tf.slice``."""
-    return [tf.slice(ctx.input(0), _int_param(ctx, 1), _int_param(ctx, 2))]
+    return _raw(ctx, [tf.slice(ctx.input(0), _int_param(ctx, 1), _int_param(ctx, 2))])
 
 
 # -- joining and splitting -------------------------------------------------------------------------
@@ -194,31 +213,31 @@ def pack(ctx: Any) -> list[Any]:
 
 @register("UNPACK")
 def unpack(ctx: Any) -> list[Any]:
-    return list(tf.unstack(ctx.input(0), num=ctx.num_outputs, axis=int(ctx.options.get("axis", 0))))
+    return _raw(ctx, list(tf.unstack(ctx.input(0), num=ctx.num_outputs, axis=int(ctx.options.get("axis", 0)))))
 
 
 @register("SPLIT")
 def split(ctx: Any) -> list[Any]:
     """Inputs are (axis, value): the axis comes first for SPLIT."""
-    return list(tf.split(ctx.input(1), ctx.num_outputs, axis=_scalar_param(ctx, 0)))
+    return _raw(ctx, list(tf.split(ctx.input(1), ctx.num_outputs, axis=_scalar_param(ctx, 0))), src=1)
 
 
 @register("SPLIT_V")
 def split_v(ctx: Any) -> list[Any]:
     """Inputs are (value, size_splits, axis); one size may be -1 (the rest)."""
     sizes = _int_param(ctx, 1)
-    return list(tf.split(ctx.input(0), sizes, axis=_scalar_param(ctx, 2), num=ctx.num_outputs))
+    return _raw(ctx, list(tf.split(ctx.input(0), sizes, axis=_scalar_param(ctx, 2), num=ctx.num_outputs)))
 
 
 # -- replication and padding ----------------------------------------------------------------------
 @register("TILE")
 def tile(ctx: Any) -> list[Any]:
-    return [tf.tile(ctx.input(0), _int_param(ctx, 1))]
+    return _raw(ctx, [tf.tile(ctx.input(0), _int_param(ctx, 1))])
 
 
 @register("BROADCAST_TO")
 def broadcast_to(ctx: Any) -> list[Any]:
-    return [tf.broadcast_to(ctx.input(0), _int_param(ctx, 1))]
+    return _raw(ctx, [tf.broadcast_to(ctx.input(0), _int_param(ctx, 1))])
 
 
 @register("BROADCAST_ARGS")
@@ -229,13 +248,13 @@ def broadcast_args(ctx: Any) -> list[Any]:
 @register("PAD")
 def pad(ctx: Any) -> list[Any]:
     """Pads with 0 (for quantized tensors TFLite pads with the zero point, i.e. real 0)."""
-    return [constant_pad(ctx.input(0), _pairs(ctx, 1))]
+    return [constant_pad(_raw_input(ctx), _pairs(ctx, 1))]
 
 
 @register("PADV2")
 def pad_v2(ctx: Any) -> list[Any]:
     """The pad value is input 2 (TFLite requires it on the output's quantization grid)."""
-    x = ctx.input(0)
+    x = _raw_input(ctx)
     if not ctx.has_input(2):
         return [constant_pad(x, _pairs(ctx, 1))]
     c = ctx.const(2)
@@ -249,14 +268,15 @@ _MIRROR_MODES = ("REFLECT", "SYMMETRIC")
 @register("MIRROR_PAD", check=lambda op, sg: [] if op.options.get("mode", "REFLECT") in _MIRROR_MODES
           else [f"mirror pad mode {op.options.get('mode')!r}"])
 def mirror_pad(ctx: Any) -> list[Any]:
-    return [tf.pad(ctx.input(0), _pairs(ctx, 1), mode=ctx.options.get("mode", "REFLECT"))]
+    return _raw(ctx, [tf.pad(ctx.input(0), _pairs(ctx, 1), mode=ctx.options.get("mode", "REFLECT"))])
 
 
 # -- gathering and scattering ----------------------------------------------------------------------
 @register("GATHER")
 def gather(ctx: Any) -> list[Any]:
     o = ctx.options
-    return [tf.gather(ctx.input(0), _indices(ctx.input(1)), axis=int(o.get("axis", 0)), batch_dims=int(o.get("batch_dims", 0)))]
+    return _raw(ctx, [tf.gather(ctx.input(0), _indices(ctx.input(1)), axis=int(o.get("axis", 0)),
+                                batch_dims=int(o.get("batch_dims", 0)))])
 
 
 @register("GATHER_ND")
@@ -313,27 +333,27 @@ def embedding_lookup(ctx: Any) -> list[Any]:
 # -- space/depth/batch rearrangements ------------------------------------------------------------
 @register("SPACE_TO_DEPTH")
 def space_to_depth(ctx: Any) -> list[Any]:
-    return [tf.nn.space_to_depth(ctx.input(0), int(ctx.options["block_size"]))]
+    return _raw(ctx, [tf.nn.space_to_depth(ctx.input(0), int(ctx.options["block_size"]))])
 
 
 @register("DEPTH_TO_SPACE")
 def depth_to_space(ctx: Any) -> list[Any]:
-    return [tf.nn.depth_to_space(ctx.input(0), int(ctx.options["block_size"]))]
+    return _raw(ctx, [tf.nn.depth_to_space(ctx.input(0), int(ctx.options["block_size"]))])
 
 
 @register("SPACE_TO_BATCH_ND")
 def space_to_batch_nd(ctx: Any) -> list[Any]:
-    return [tf.space_to_batch_nd(ctx.input(0), _int_param(ctx, 1), _pairs(ctx, 2))]
+    return [tf.space_to_batch_nd(_raw_input(ctx), _int_param(ctx, 1), _pairs(ctx, 2))]
 
 
 @register("BATCH_TO_SPACE_ND")
 def batch_to_space_nd(ctx: Any) -> list[Any]:
-    return [tf.batch_to_space(ctx.input(0), _int_param(ctx, 1), _pairs(ctx, 2))]
+    return _raw(ctx, [tf.batch_to_space(ctx.input(0), _int_param(ctx, 1), _pairs(ctx, 2))])
 
 
 @register("REVERSE_V2")
 def reverse_v2(ctx: Any) -> list[Any]:
-    return [tf.reverse(ctx.input(0), _int_param(ctx, 1))]
+    return _raw(ctx, [tf.reverse(ctx.input(0), _int_param(ctx, 1))])
 
 
 @register("REVERSE_SEQUENCE")
