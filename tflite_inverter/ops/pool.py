@@ -7,6 +7,10 @@ same valid elements, which TensorFlow has no single op for.
 The quantized AVERAGE_POOL_2D kernel sums the raw integers of a window and divides with rounding half
 away from zero *in the raw integer domain* (``(sum + n/2) / n``), not in ``q - zero_point`` units;
 faithful mode reproduces that exactly (the fake-quant rounding alone is off by one LSB on ties).
+The int16 pooling kernels (never delegated) ignore the scales: the raw average or maximum is the
+output's raw integer even when the output's scale or zero point differ from the input's (measured;
+the float pool plus rounding was thousands of LSB off there). 8-bit pools with differing parameters
+are left to the float path (the default interpreter hands them to XNNPACK).
 """
 
 from __future__ import annotations
@@ -45,10 +49,12 @@ def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
             and in_t.type_name in ("INT8", "UINT8", "INT16")):
         return None
     qi, qo = in_t.quantization, out_t.quantization
-    if qi.scale.size != 1 or qo.scale.size != 1 or qi.scale[0] != qo.scale[0] or (
-            int(qi.zero_point[0]) != int(qo.zero_point[0])):
+    if qi.scale.size != 1 or qo.scale.size != 1:
+        return None
+    if in_t.type_name != "INT16" and (qi.scale[0] != qo.scale[0] or int(qi.zero_point[0]) != int(qo.zero_point[0])):
         return None
     scale, zp = float(qi.scale[0]), float(qi.zero_point[0])
+    out_scale, out_zp = float(qo.scale[0]), float(qo.zero_point[0])
     a = _args(ctx)
     fh, fw = a["ksize"]
     strides = [1, a["strides"][0], a["strides"][1], 1]
@@ -62,8 +68,25 @@ def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
     q = tf.sign(total) * ((tf.abs(total) + count // 2) // count)
     q = tf.cast(q, tf.float32)
     lo, hi = hybrid.clamp_range(out_t, act)
-    q = tf.clip_by_value(q - zp, lo, hi)
-    return hybrid.ste(y_float, q * scale)
+    q = tf.clip_by_value(q - out_zp, lo, hi)
+    return hybrid.ste(y_float, q * out_scale)
+
+
+def _int16_max(ctx: Any, x: Any, y_float: Any) -> Any | None:
+    """int16 MAX_POOL_2D with output parameters other than the input's: the kernel keeps the raw
+    maximum (no rescale) and clamps it to the fused activation's range of the output."""
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    act = ctx.options.get("fused_activation_function", "NONE")
+    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS and hybrid.is_q16(in_t)
+            and hybrid.is_q16(out_t)):
+        return None
+    qi, qo = in_t.quantization, out_t.quantization
+    if qi.scale[0] == qo.scale[0] and int(qi.zero_point[0]) == int(qo.zero_point[0]):
+        return None  # the float max pool is exact
+    raw = tf.round(x / float(qi.scale[0])) + float(qi.zero_point[0])
+    q = tf.nn.max_pool2d(raw, **_args(ctx)) - float(qo.zero_point[0])
+    lo, hi = hybrid.clamp_range(out_t, act)
+    return hybrid.ste(y_float, tf.clip_by_value(q, lo, hi) * float(qo.scale[0]))
 
 
 @register("AVERAGE_POOL_2D", check=_pool_check)
@@ -76,8 +99,11 @@ def average_pool_2d(ctx: Any) -> list[Any]:
 
 @register("MAX_POOL_2D", check=_pool_check)
 def max_pool_2d(ctx: Any) -> list[Any]:
-    """Exact in every type: the maximum of grid values is a grid value."""
-    return [ctx.activation(tf.nn.max_pool2d(ctx.input(0), **_args(ctx)))]
+    """Exact in every type: the maximum of grid values is a grid value (int16 with output parameters
+    other than the input's: :func:`_int16_max`)."""
+    y = tf.nn.max_pool2d(ctx.input(0), **_args(ctx))
+    exact = _int16_max(ctx, ctx.input(0), y)
+    return [exact if exact is not None else ctx.activation(y)]
 
 
 @register("L2_POOL_2D", check=_pool_check)
