@@ -229,3 +229,55 @@ def test_ds_cnn_16x8_keyword_spotter_is_bit_exact():
         got = run_rebuilt(tfl, [x])[0].astype(np.int64)
         worst = max(worst, int(np.abs(got - ref).max()))
     assert worst == 0, f"DS-CNN 16x8 off by {worst} LSB"
+
+
+# -- power-of-two scales: exact rounding ties ----------------------------------------------------------
+def _pow2_linear(op: str, out_scale: float) -> tuple[bytes, np.ndarray]:
+    """in 2**-10, weights 2**-7: the multiplier is a power of two, so half the rescaled accumulators
+    of an odd division are exact ties, and the rounding of each tie shows."""
+    x = int16([400, 20])
+    w = _rng.integers(-127, 128, [10, 20]).astype(np.int8)
+    b = ([10], "INT64", _rng.integers(-2 ** 20, 2 ** 20, 10).astype(np.int64), q(2.0 ** -17))
+    if op == "FULLY_CONNECTED":
+        ins = [([400, 20], "INT16", None, q(2.0 ** -10)), ([10, 20], "INT8", w, q(2.0 ** -7)), b]
+        return single_op_model(op, ins, [([400, 10], "INT16", q(out_scale))], {}), x
+    ins = [([1, 20, 20, 20], "INT16", None, q(2.0 ** -10)), ([10, 1, 1, 20], "INT8", w.reshape(10, 1, 1, 20),
+                                                             q(2.0 ** -7)), b]
+    model = single_op_model(op, ins, [([1, 20, 20, 10], "INT16", q(out_scale))],
+                            {"padding": "SAME", "stride_h": 1, "stride_w": 1})
+    return model, x.reshape(1, 20, 20, 20)
+
+
+@pytest.mark.parametrize("out_scale", [2.0 ** -12, 2.0 ** -3, 2.0 ** -16])
+def test_conv_16x8_power_of_two_scales_is_bit_exact(out_scale):
+    """The reduced 15-bit multiplier rounds ties half up, as the kernel does."""
+    model, x = _pow2_linear("CONV_2D", out_scale)
+    assert_exact(model, [x])
+
+
+@pytest.mark.parametrize("out_scale", [2.0 ** -12, 2.0 ** -16])
+def test_fully_connected_16x8_power_of_two_scales_within_one_lsb(out_scale):
+    """MEASURED 1 LSB, NOT EXACT: with a power-of-two multiplier the default 16x8 FULLY_CONNECTED
+    rounds most negative ties half up (as the rebuild does) but a few (4 of 59, 14 of 1065 here)
+    away from zero, at no position or value pattern found; neither single nor double rounding of the
+    31-bit multiplier nor the reduced 15-bit form reproduces it. Non-tie elements are exact."""
+    model, x = _pow2_linear("FULLY_CONNECTED", out_scale)
+    ref = run_interpreter(model, [x])[0].astype(np.int64)
+    diff = np.abs(run_rebuilt(model, [x])[0].astype(np.int64) - ref)
+    assert diff.max() <= 1 and np.mean(diff > 0) < 0.01
+
+
+@pytest.mark.parametrize("dtype", ["INT16", "INT8"])
+def test_average_pool_with_unequal_strides_is_bit_exact(dtype):
+    """A 3x2 window with stride 3x2 (a keyword spotter's global pool has 13x5): the window sums once
+    came from a depthwise convolution, which TensorFlow without oneDNN refuses for unequal strides."""
+    lo, hi = (-32768, 32768) if dtype == "INT16" else (-128, 128)
+    x = _rng.integers(lo, hi, [2, 9, 10, 3]).astype(np.int16 if dtype == "INT16" else np.int8)
+    qp = q(S_IN) if dtype == "INT16" else q(0.05, -3)
+    model = single_op_model("AVERAGE_POOL_2D", [(list(x.shape), dtype, None, qp)], [([2, 3, 5, 3], dtype, qp)],
+                            {"padding": "VALID", "stride_h": 3, "stride_w": 2, "filter_height": 3, "filter_width": 2},
+                            table="Pool2DOptions")
+    ref = run_interpreter(model, [x])[0].astype(np.int64)
+    got = run_rebuilt(model, [x])[0]
+    assert got.dtype == x.dtype
+    np.testing.assert_array_equal(got.astype(np.int64), ref)

@@ -59,10 +59,13 @@ def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
     fh, fw = a["ksize"]
     strides = [1, a["strides"][0], a["strides"][1], 1]
     raw = tf.round(x / scale) + zp  # the stored integers
-    channels = x.shape[-1] if x.shape.rank and x.shape[-1] is not None else tf.shape(x)[-1]
     ones = tf.ones([fh, fw, 1, 1], tf.float32)
-    total = tf.nn.depthwise_conv2d(raw, tf.tile(ones, [1, 1, channels, 1]), strides, a["padding"])
     count = tf.nn.conv2d(tf.ones_like(raw[..., :1]), ones, strides, a["padding"])
+    # Window sums as float64 mean x count (exact after rounding: |sum| < 2**31, error < 2**-20).
+    # Not a depthwise convolution of ones: without oneDNN, TF's depthwise kernel refuses unequal
+    # strides (a keyword spotter's 13x5 global pool).
+    total = tf.nn.avg_pool2d(tf.cast(raw, tf.float64), a["ksize"], a["strides"], a["padding"]) * tf.cast(
+        count, tf.float64)
     # Integer division: TF's float division on CPU may use an approximate reciprocal (96/4 -> 23.999998).
     total, count = tf.cast(tf.round(total), tf.int32), tf.cast(tf.round(count), tf.int32)
     q = tf.sign(total) * ((tf.abs(total) + count // 2) // count)
