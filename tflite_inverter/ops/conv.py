@@ -38,6 +38,7 @@ from .common import check_activation, constant_pad, same_padding_amounts, tf_pad
 from .registry import register
 
 Lin = Callable[[Any, Any], Any]
+WIDE_BMM = True
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -360,6 +361,9 @@ def batch_matmul(ctx: Any) -> list[Any]:
     if (ctx.builder.options.fake_quant and hybrid.is_q8(x_t, True) and hybrid.is_q8(y_t, True)
             and hybrid.is_q8(ctx.out_tensor(0), True)):
         return [_bmm_integer(ctx, lin, y, x_t, y_t)]
+    if (ctx.builder.options.fake_quant and hybrid.is_q16(x_t) and hybrid.is_q16(y_t)
+            and hybrid.is_q16(ctx.out_tensor(0))):
+        return [_bmm_integer(ctx, lin, y, x_t, y_t)]
     # Per-channel RHS scales run along the output (N) axis.
     shape = [1] * rank
     shape[-2 if adj_y else -1] = n
@@ -372,5 +376,7 @@ def _bmm_integer(ctx: Any, lin: Lin, y: Any, x_t: Tensor, y_t: Tensor) -> Any:
     sx, sy = float(x_t.quantization.scale[0]), float(y_t.quantization.scale[0])
     acc = lin(hybrid.to_int(ctx.input(0), sx), hybrid.to_int(y, sy))
     out = ctx.out_tensor(0)
+    if out.type_name == "INT16":
+        return hybrid.requantize_fixed(acc, sx, np.float32(sy), out, "NONE", WIDE_BMM)
     return hybrid.requantize(acc, hybrid.requant_scale(sx, np.float32(sy), float(out.quantization.scale[0])),
                              out, "NONE")

@@ -148,10 +148,24 @@ def requantize_fixed(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor
         total = 31 - shift
     # A multiplier of 2**15 (wide) or 2**31 or more leaves no right shift: the product is shifted left.
     left, total = np.maximum(1 - total, 0), np.maximum(total, 1)
-    q = (tf.cast(acc, tf.int64) * tf.constant(mult << left) + tf.constant(1 << (total - 1))) // tf.constant(1 << total)
+    a, m = tf.cast(acc, tf.int64), mult << left
+    if np.all(total >= 16):
+        # acc * m overflows int64 once |acc| nears 2**32 (an int64 bias); the kernels' product does
+        # not. floor((hi * 2**16 * m + lo * m + r) / 2**t) = floor((hi * m + floor((lo * m + r) / 2**16))
+        # / 2**(t - 16)) with acc = hi * 2**16 + lo, 0 <= lo < 2**16.
+        hi_part, lo_part = a // 2 ** 16, a % 2 ** 16
+        low = (lo_part * tf.constant(m) + tf.constant(1 << (total - 1))) // 2 ** 16
+        q = (hi_part * tf.constant(m) + low) // tf.constant(1 << (total - 16))
+    else:
+        q = (a * tf.constant(m) + tf.constant(1 << (total - 1))) // tf.constant(1 << total)
+    # The kernels return the shifted product as int32 before clamping: an absurd bias wraps around.
+    q = (q + 2 ** 31) % 2 ** 32 - 2 ** 31
     lo, hi = clamp_range(out, activation)
     y = tf.clip_by_value(tf.cast(q, tf.float32), lo, hi) * out_scale
     approx = tf.cast(acc, tf.float32) * tf.constant(requant_scale(in_scale, w_scale, out_scale)) * out_scale
+    # Clamped like the output, or ``approx + (y - approx)`` loses y's low bits to float32 cancellation
+    # when an absurd bias makes approx huge.
+    approx = tf.clip_by_value(approx, lo * out_scale, hi * out_scale)
     return ste(approx, y)
 
 

@@ -8,7 +8,11 @@ The quantized AVERAGE_POOL_2D kernel sums the raw integers of a window and divid
 away from zero *in the raw integer domain* (``(sum + n/2) / n``), not in ``q - zero_point`` units;
 faithful mode reproduces that exactly (the fake-quant rounding alone is off by one LSB on ties).
 
-Quantized MAX_POOL_2D moves raw integers (see :func:`max_pool_2d`).
+Quantized MAX_POOL_2D moves raw integers (see :func:`max_pool_2d`). The int16 pooling kernels (never
+delegated) ignore the scales: the raw average or maximum is the output's raw integer even when the
+output's scale or zero point differ from the input's (measured; the float pool plus rounding was
+thousands of LSB off there). 8-bit average pools with differing parameters are left to the float
+path (the default interpreter hands them to XNNPACK).
 """
 
 from __future__ import annotations
@@ -47,25 +51,30 @@ def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
             and in_t.type_name in ("INT8", "UINT8", "INT16")):
         return None
     qi, qo = in_t.quantization, out_t.quantization
-    if qi.scale.size != 1 or qo.scale.size != 1 or qi.scale[0] != qo.scale[0] or (
-            int(qi.zero_point[0]) != int(qo.zero_point[0])):
+    if qi.scale.size != 1 or qo.scale.size != 1:
+        return None
+    if in_t.type_name != "INT16" and (qi.scale[0] != qo.scale[0] or int(qi.zero_point[0]) != int(qo.zero_point[0])):
         return None
     scale, zp = float(qi.scale[0]), float(qi.zero_point[0])
+    out_scale, out_zp = float(qo.scale[0]), float(qo.zero_point[0])
     a = _args(ctx)
     fh, fw = a["ksize"]
     strides = [1, a["strides"][0], a["strides"][1], 1]
     raw = tf.round(x / scale) + zp  # the stored integers
-    channels = x.shape[-1] if x.shape.rank and x.shape[-1] is not None else tf.shape(x)[-1]
     ones = tf.ones([fh, fw, 1, 1], tf.float32)
-    total = tf.nn.depthwise_conv2d(raw, tf.tile(ones, [1, 1, channels, 1]), strides, a["padding"])
     count = tf.nn.conv2d(tf.ones_like(raw[..., :1]), ones, strides, a["padding"])
+    # Window sums as float64 mean x count (exact after rounding: |sum| < 2**31, error < 2**-20).
+    # Not a depthwise convolution of ones: without oneDNN, TF's depthwise kernel refuses unequal
+    # strides (a keyword spotter's 13x5 global pool).
+    total = tf.nn.avg_pool2d(tf.cast(raw, tf.float64), a["ksize"], a["strides"], a["padding"]) * tf.cast(
+        count, tf.float64)
     # Integer division: TF's float division on CPU may use an approximate reciprocal (96/4 -> 23.999998).
     total, count = tf.cast(tf.round(total), tf.int32), tf.cast(tf.round(count), tf.int32)
     q = tf.sign(total) * ((tf.abs(total) + count // 2) // count)
     q = tf.cast(q, tf.float32)
     lo, hi = hybrid.clamp_range(out_t, act)
-    q = tf.clip_by_value(q - zp, lo, hi)
-    return hybrid.ste(y_float, q * scale)
+    q = tf.clip_by_value(q - out_zp, lo, hi)
+    return hybrid.ste(y_float, q * out_scale)
 
 
 @register("AVERAGE_POOL_2D", check=_pool_check)
