@@ -19,7 +19,7 @@ from typing import Any
 from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
-from .common import check_activation, round_half_away
+from .common import check_activation, raw_codes, round_half_away
 from .registry import register
 
 
@@ -132,8 +132,6 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "FLOOR_MOD": lambda a, b: tf.math.floormod(a, b),
     "POW": lambda a, b: tf.pow(a, b),
     "SQUARED_DIFFERENCE": lambda a, b: tf.math.squared_difference(a, b),
-    "MAXIMUM": lambda a, b: tf.maximum(a, b),
-    "MINIMUM": lambda a, b: tf.minimum(a, b),
     "LOGICAL_AND": lambda a, b: tf.logical_and(a, b),
     "LOGICAL_OR": lambda a, b: tf.logical_or(a, b),
     "ATAN2": lambda a, b: tf.math.atan2(a, b),
@@ -181,6 +179,27 @@ for _name, _fn in _UNARY.items():
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
     register(_name, check=_stablehlo_check if _name.startswith("STABLEHLO_") else None)(_make_binary(_fn))
+
+
+def _raw_operands(ctx: Any) -> tuple[Any, Any]:
+    """Both operands as their raw integers read with the output's parameters (:func:`.common.raw_codes`)."""
+    return (raw_codes(ctx.input(0), ctx.in_tensor(0), ctx.out_tensor(0)),
+            raw_codes(ctx.input(1), ctx.in_tensor(1), ctx.out_tensor(0)))
+
+
+@register("MAXIMUM")
+def maximum(ctx: Any) -> list[Any]:
+    """The quantized kernels compare the raw integers of both operands and store the larger one
+    unchanged (maximum_minimum.cc: no requantization), so with other output parameters the same code
+    means another real value; the affine read-back keeps the order, so the maximum of the read-back
+    values is the read-back of the maximum code."""
+    return [tf.maximum(*_raw_operands(ctx))]
+
+
+@register("MINIMUM")
+def minimum(ctx: Any) -> list[Any]:
+    """As MAXIMUM: the raw integer minimum, read with the output's parameters."""
+    return [tf.minimum(*_raw_operands(ctx))]
 
 
 # -- comparisons ------------------------------------------------------------------------------------------

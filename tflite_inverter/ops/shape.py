@@ -9,7 +9,8 @@ Quantized tensors are real-valued floats inside the rebuilt graph; every op here
 selects or replicates values (or pads with real 0 = the zero point), so its float form is exact.
 The kernels move the raw integers and never requantize: when a file gives the output other
 parameters than the input (TFLite's TILE, RESHAPE, SQUEEZE, STRIDED_SLICE, SPLIT_V, GATHER,
-REVERSE_V2, PADV2 accept that in every kernel; TRANSPOSE, SLICE, SPLIT, PAD, SPACE_TO_DEPTH and
+REVERSE_V2, PADV2, GATHER_ND, SELECT, SELECT_V2 (both operands), TOPK_V2 and SPARSE_TO_DENSE (values and
+default) accept that in every kernel; TRANSPOSE, SLICE, SPLIT, PAD, SPACE_TO_DEPTH and
 DEPTH_TO_SPACE in the builtin kernels, the default interpreter's XNNPACK refuses them for 8-bit;
 MIRROR_PAD, EXPAND_DIMS, UNPACK, SPACE_TO_BATCH_ND and BATCH_TO_SPACE_ND refuse mismatched
 parameters in Prepare), the same codes are read with the output's parameters
@@ -203,7 +204,13 @@ def _concat_check(op: Operator, sg: Subgraph) -> list[str]:
 
 @register("CONCATENATION", check=_concat_check)
 def concatenation(ctx: Any) -> list[Any]:
-    return [tf.concat(ctx.inputs, axis=int(ctx.options.get("axis", 0)))]
+    """The uint8 kernel requantizes inputs whose parameters differ from the output's (the float
+    concat plus the output rounding reproduces it), the int8 one refuses them, and the int16 one
+    copies the raw integers (measured): there the codes are read with the output's parameters."""
+    xs = ctx.inputs
+    if ctx.out_tensor(0).type_name == "INT16":
+        xs = [raw_codes(x, ctx.in_tensor(i), ctx.out_tensor(0)) for i, x in enumerate(xs)]
+    return [tf.concat(xs, axis=int(ctx.options.get("axis", 0)))]
 
 
 @register("PACK")
@@ -281,7 +288,7 @@ def gather(ctx: Any) -> list[Any]:
 
 @register("GATHER_ND")
 def gather_nd(ctx: Any) -> list[Any]:
-    return [tf.gather_nd(ctx.input(0), _indices(ctx.input(1)))]
+    return [tf.gather_nd(_raw_input(ctx), _indices(ctx.input(1)))]
 
 
 @register("SCATTER_ND")
@@ -459,8 +466,8 @@ def matrix_set_diag(ctx: Any) -> list[Any]:
 def sparse_to_dense(ctx: Any) -> list[Any]:
     """Inputs are (indices, output_shape, values, default_value). TFLite never checks indices
     (``validate_indices`` is a no-op in sparse_to_dense.cc), so TF is told not to either."""
-    values, indices = ctx.input(2), ctx.input(0)
-    default = tf.cast(tf.reshape(ctx.input(3), []), values.dtype)
+    values, indices = _raw_input(ctx, 2), ctx.input(0)
+    default = tf.cast(tf.reshape(_raw_input(ctx, 3), []), values.dtype)
     return [tf.raw_ops.SparseToDense(sparse_indices=indices,
                                      output_shape=_same_int_type(_int_param(ctx, 1), indices.dtype),
                                      sparse_values=values, default_value=default, validate_indices=False)]
@@ -470,15 +477,15 @@ def sparse_to_dense(ctx: Any) -> list[Any]:
 @register("SELECT")
 def select(ctx: Any) -> list[Any]:
     """SELECT (v1): the condition has x's shape, or is a scalar, or a vector over x's first dim."""
-    x = ctx.input(1)
-    return [tf.raw_ops.Select(condition=ctx.input(0), x=x, y=tf.cast(ctx.input(2), x.dtype))]
+    x = _raw_input(ctx, 1)
+    return [tf.raw_ops.Select(condition=ctx.input(0), x=x, y=tf.cast(_raw_input(ctx, 2), x.dtype))]
 
 
 @register("SELECT_V2")
 def select_v2(ctx: Any) -> list[Any]:
     """SELECT_V2 broadcasts all three inputs."""
-    x = ctx.input(1)
-    return [tf.where(ctx.input(0), x, tf.cast(ctx.input(2), x.dtype))]
+    x = _raw_input(ctx, 1)
+    return [tf.where(ctx.input(0), x, tf.cast(_raw_input(ctx, 2), x.dtype))]
 
 
 def _where_check(op: Operator, sg: Subgraph) -> list[str]:
@@ -503,5 +510,5 @@ def unique(ctx: Any) -> list[Any]:
 @register("TOPK_V2")
 def topk_v2(ctx: Any) -> list[Any]:
     """Inputs are (values, k); outputs are the sorted top-k values and their int32 indices."""
-    values, indices = tf.math.top_k(ctx.input(0), _scalar_param(ctx, 1), sorted=True)
+    values, indices = tf.math.top_k(_raw_input(ctx), _scalar_param(ctx, 1), sorted=True)
     return [values, indices]
