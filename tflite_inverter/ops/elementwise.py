@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
@@ -82,9 +84,47 @@ def sub(ctx: Any) -> list[Any]:
     return [exact if exact is not None else ctx.activation(tf.subtract(ctx.input(0), ctx.input(1)))]
 
 
+def _integer_mul(ctx: Any) -> Any | None:
+    """Faithful mode, per-tensor quantized operands: the interpreter's exact integer MUL.
+
+    The product ``(qa - za) * (qb - zb)`` is an exact integer. 8-bit: the default interpreter hands
+    MUL to XNNPACK when ``float32(float32(s_a * s_b) / s_y)`` lies in [2**-16, 2**8) (its delegate's
+    range check), which requantizes in float32 and rounds half to even (:func:`.hybrid.requantize`);
+    outside it, and for int16, the builtin kernel's ``MultiplyByQuantizedMultiplier`` with the
+    multiplier of ``s_a * s_b / s_y`` (:func:`.hybrid.requantize_fixed`, int32 form). Not
+    reproduced: int16 operands whose product, rescaled by ``s_a * s_b / s_y >= 1``, leaves int32 inside
+    the kernel (it returns garbage, measured; models have ``s_y >= s_a * s_b``).
+    """
+    a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
+    act = ctx.options.get("fused_activation_function", "NONE")
+    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS):
+        return None
+    eight = all(hybrid.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t)) and len({t.type_name for t in
+                                                                                   (a_t, b_t, y_t)}) == 1
+    sixteen = all(hybrid.is_q16(t) for t in (a_t, b_t, y_t))
+    if not (eight or sixteen):
+        return None
+    sa, sb = float(a_t.quantization.scale[0]), float(b_t.quantization.scale[0])
+    if sa == 0 or sb == 0 or float(y_t.quantization.scale[0]) == 0:
+        return None
+    a, b = ctx.input(0), ctx.input(1)
+    acc = tf.cast(tf.round(a / sa), tf.float64) * tf.cast(tf.round(b / sb), tf.float64)
+    scale = hybrid.requant_scale(sa, np.float32(sb), float(y_t.quantization.scale[0]))
+    if eight and 2.0 ** -16 <= float(scale) < 2.0 ** 8:
+        exact = hybrid.requantize(acc, scale, y_t, act)
+    else:
+        exact = hybrid.requantize_fixed(acc, sa, np.array([sb]), y_t, act, wide=False)
+    # The float product only carries the gradient; clamped to the output's range, or its cancellation
+    # against a far larger product loses the exact value's low bits in float32.
+    lo, hi = hybrid.clamp_range(y_t, act)
+    s_y = float(y_t.quantization.scale[0])
+    return hybrid.ste(tf.clip_by_value(a * b, lo * s_y, hi * s_y), exact)
+
+
 @register("MUL", check=_act_check)
 def mul(ctx: Any) -> list[Any]:
-    return [ctx.activation(tf.multiply(ctx.input(0), ctx.input(1)))]
+    exact = _integer_mul(ctx)
+    return [exact if exact is not None else ctx.activation(tf.multiply(ctx.input(0), ctx.input(1)))]
 
 
 @register("DIV", check=_act_check)
