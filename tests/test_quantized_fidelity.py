@@ -129,3 +129,26 @@ def test_corpus_quantized_classifier_within_one_lsb(name, tmp_path):
     for c in result.checks:
         assert c.max_lsb is not None, c
         assert c.max_lsb <= 2 and c.within_1_lsb >= 0.99, c
+
+
+# -- HARD_SWISH 8-bit: the kernel's fixed-point table, every input code --------------------------------
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.05, 0, 0.03, -100),     # out/in scale ratio < 1
+    (0.02, 100, 0.1, 120),     # ratio > 1, zero points near the top
+    (0.1, -128, 0.0235, -128),  # zero points at the bottom; reluish exponent > 0
+    (0.003, 37, 0.004, 5),     # tiny range: the ramp only
+])
+def test_hard_swish_8bit_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    shift = 128 if dtype == "UINT8" else 0
+    lo = -128 + shift
+    tensors = [("x", [4, 256], dtype, None, _q(s_in, zp_in + shift)),
+               ("y", [4, 256], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("HARD_SWISH", [0], [1], None, None)], inputs=[0], outputs=[1])
+    np_dtype = np.int8 if dtype == "INT8" else np.uint8
+    x = np.tile(np.arange(lo, lo + 256), (4, 1)).astype(np_dtype)  # every input code, 4 times
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
