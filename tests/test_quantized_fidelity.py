@@ -170,3 +170,51 @@ def test_quantized_mul_is_exact_on_both_sides_of_xnnpack_range(dtype, scales, ac
             assert np.array_equal(got[~wraps], ref[~wraps])
             continue
         np.testing.assert_array_equal(got, ref)
+
+
+# -- HARD_SWISH 8-bit: the kernel's fixed-point table, every input code --------------------------------
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.05, 0, 0.03, -100),     # out/in scale ratio < 1
+    (0.02, 100, 0.1, 120),     # ratio > 1, zero points near the top
+    (0.1, -128, 0.0235, -128),  # zero points at the bottom; reluish exponent > 0
+    (0.003, 37, 0.004, 5),     # tiny range: the ramp only
+])
+def test_hard_swish_8bit_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    shift = 128 if dtype == "UINT8" else 0
+    lo = -128 + shift
+    tensors = [("x", [4, 256], dtype, None, _q(s_in, zp_in + shift)),
+               ("y", [4, 256], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("HARD_SWISH", [0], [1], None, None)], inputs=[0], outputs=[1])
+    np_dtype = np.int8 if dtype == "INT8" else np.uint8
+    x = np.tile(np.arange(lo, lo + 256), (4, 1)).astype(np_dtype)  # every input code, 4 times
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
+
+
+# -- RELU / RELU6 requantizing (input and output scales differ): ReluX's double-rounding multiplier ------
+@pytest.mark.parametrize("op", ["RELU", "RELU6"])
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8", "INT16"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.05, 0, 0.03, -100),      # ratio > 1 (left shift)
+    (0.02, 100, 0.1, 120),      # ratio < 1, ties of the double rounding
+    (0.1, -128, 0.0235, -128),  # zero points at the bottom
+    (0.003, 37, 0.004, 5),      # the float32 scale ratio is exactly 0.75
+])
+def test_relu_requantizing_is_bit_exact(op, dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    if dtype == "INT16":
+        zp_in = zp_out = 0
+        s_in, s_out = s_in / 256, s_out / 256
+    shift = 128 if dtype == "UINT8" else 0
+    lo, n = (-32768, 65536) if dtype == "INT16" else (-128 + shift, 256)
+    tensors = [("x", [n], dtype, None, _q(s_in, zp_in + shift)), ("y", [n], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[(op, [0], [1], None, None)], inputs=[0], outputs=[1])
+    x = np.arange(lo, lo + n).astype({"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}[dtype])  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)

@@ -9,6 +9,22 @@ Quantized tensors arrive as real values (see :mod:`..rebuild`), so every rebuild
 semantics and the builder rounds the output onto its integer grid. Options that only select an integer
 kernel variant (``pot_scale_int16`` of ADD/SUB: power-of-two vs general int16 rescaling) do not change
 the real-valued result and need no handling here.
+
+Exception, faithful mode: 8-bit HARD_SWISH (int8 and uint8) is not XNNPACK's in the default interpreter
+(its delegate takes HARD_SWISH for float32 only; measured: the builtin's integers match the default
+interpreter's on every input code), so the builtin ``HardSwish`` kernel counts -- reference_ops and
+optimized_ops compute the same integers: input codes scaled by 2**7 onto a "hires" int16 scale, a
+rounding int16 doubling-high-mul into output scale and one into a "reluish" [-1, 1] int16 value
+(3/32768 scale), their non-rounding doubling-high-mul, then a rounding shift. That maps each of the
+256 input codes to one output code; the rebuild looks it up (:func:`hard_swish_table`, the float form
+carries the gradient). The float form rounded onto the grid is off by 1 LSB on ~1.5 % of codes.
+
+Faithful RELU / RELU6 (int8, uint8, int16) whose input and output scales differ run the builtin
+``ReluX`` (XNNPACK leaves them; its clamp needs equal quantization): ``zp_out +
+MultiplyByQuantizedMultiplier(q - zp_in)`` in the double-rounding form (rounding doubling high-mul,
+then a rounding shift) with the multiplier of the float32 quotient ``s_in / s_out``, clamped to the
+activation range; also one table lookup per code (:func:`relu_table`). Equal scales: the float form
+is already exact.
 """
 
 from __future__ import annotations
@@ -21,7 +37,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
-from .common import check_activation, raw_codes, round_half_away
+from .common import check_activation, integer_range, raw_codes, round_half_away
 from .registry import register
 
 
@@ -216,6 +232,8 @@ def _stablehlo_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 for _name, _fn in _UNARY.items():
+    if _name in ("HARD_SWISH", "RELU", "RELU6"):  # registered below with their exact integer forms
+        continue
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
     register(_name, check=_stablehlo_check if _name.startswith("STABLEHLO_") else None)(_make_binary(_fn))
@@ -354,3 +372,134 @@ def cast(ctx: Any) -> list[Any]:
         return [_from_codes(tf.cast(tf.cast(x, out_t.dtype), tf.float32), out_t)]
     return [tf.cast(x, ctx.out_dtype(0))]
 
+
+
+# -- HARD_SWISH 8-bit: the builtin kernel's fixed-point arithmetic as a 256-entry table ---------------
+def _sat16(v: np.ndarray) -> np.ndarray:
+    return np.clip(v, -32768, 32767)
+
+
+def _rdhm16(a: np.ndarray, b: int) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16 (C division truncates toward zero)."""
+    ab = a.astype(np.int64) * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    r = np.trunc((ab + nudge) / (1 << 15)).astype(np.int64)
+    return np.where((a == -32768) & (b == -32768), 32767, r)
+
+
+def _dhm16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """TFLite's non-rounding int16 ``SaturatingDoublingHighMul``: ``(a * b) / 2**15`` truncated."""
+    ab = a.astype(np.int64) * b.astype(np.int64)
+    r = np.trunc(ab / (1 << 15)).astype(np.int64)
+    return np.where((a == -32768) & (b == -32768), 32767, r)
+
+
+def _rdpot(x: np.ndarray, e: int) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``."""
+    if e <= 0:
+        return x
+    mask = (1 << e) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + ((x & mask) > threshold)
+
+
+def _to_int16_multiplier(m: float) -> tuple[int, int]:
+    q, shift = hybrid.quantize_multiplier(m)
+    return min(32767, (q + (1 << 15)) >> 16), shift  # DownScaleInt32ToInt16Multiplier
+
+
+def hard_swish_table(in_t: Any, out_t: Any) -> np.ndarray:
+    """TFLite's 8-bit ``HardSwish`` (reference_ops and optimized_ops compute the same integers): output
+    codes for every input code ``lo..hi``. Multipliers from Prepare, all from float32 scales."""
+    s_in, s_out = np.float32(in_t.quantization.scale[0]), np.float32(out_t.quantization.scale[0])
+    zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
+    hires = np.float32(1.0 / 128.0) * s_in
+    out_m, out_e = _to_int16_multiplier(float(hires / s_out))
+    rel_m, rel_e = _to_int16_multiplier(float(hires / np.float32(3.0 / 32768.0)))
+    lo, hi = integer_range(in_t.type_name)
+    v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
+    hires_v = _sat16(v * 128)
+    pre_out = _rdhm16(hires_v, out_m)
+    rel = hires_v
+    if rel_e > 0:
+        rel = _sat16(rel * (1 << (rel_e - 1)))
+    rel = _rdhm16(rel, rel_m)
+    if rel_e > 0:
+        rel = _sat16(rel * 2)
+    if rel_e < 0:
+        rel = _rdpot(rel, -rel_e)
+    rel = (rel + (1 << 15)) >> 1
+    out = _rdpot(_dhm16(rel, pre_out), -out_e) + zp_out
+    olo, ohi = integer_range(out_t.type_name)
+    return np.clip(out, int(olo), int(ohi)).astype(np.float32)
+
+
+def _exact_hard_swish(ctx: Any, x: Any, y_float: Any) -> Any | None:
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and hybrid.is_q8(out_t, True)
+            and in_t.type_name == out_t.type_name):
+        return None
+    lo, hi = integer_range(in_t.type_name)
+    codes = tf.clip_by_value(_to_codes(x, in_t), lo, hi)
+    r = tf.gather(tf.constant(hard_swish_table(in_t, out_t)), tf.cast(codes - lo, tf.int32))
+    return hybrid.ste(y_float, _from_codes(r, out_t))
+
+
+@register("HARD_SWISH")
+def hard_swish(ctx: Any) -> list[Any]:
+    """``x * relu6(x + 3) / 6``; faithful 8-bit: the kernel's integer table (:func:`hard_swish_table`)."""
+    x = ctx.input(0)
+    y = _UNARY["HARD_SWISH"](x)
+    exact = _exact_hard_swish(ctx, x, y)
+    return [exact if exact is not None else y]
+
+
+# -- RELU / RELU6 requantizing (in/out scales differ): TFLite's ReluQuantized as a per-code table -----
+def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | None) -> np.ndarray:
+    """``clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out))`` for every input code,
+    the double-rounding form (a rounding doubling high-mul, then a rounding shift): measured, the
+    builtin ReluX rounds 0.4 LSB up where single rounding would not. Clamped to the range
+    ``CalculateActivationRangeQuantized`` gives."""
+    s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
+    zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
+    # ReluPrepare divides the two float scales in float (then widens to double).
+    mult, shift = hybrid.quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)))
+    lo, hi = integer_range(in_t.type_name)
+    v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
+    if shift > 0:
+        v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
+    ab = v * mult
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    h = np.trunc((ab + nudge) / float(1 << 31)).astype(np.int64)
+    r = _rdpot(h, -shift) + zp_out if shift < 0 else h + zp_out
+    olo, ohi = integer_range(out_t.type_name)
+    qs = np.float32(s_out)
+    amin = olo if lo_real is None else max(olo, zp_out + int(np.round(np.float32(lo_real) / qs)))
+    amax = ohi if hi_real is None else min(ohi, zp_out + int(np.round(np.float32(hi_real) / qs)))
+    return np.clip(r, amin, amax).astype(np.float32)
+
+
+def _exact_relu(ctx: Any, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None) -> Any | None:
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    ok = hybrid.is_q8(in_t, True) or hybrid.is_q16(in_t)
+    if not (ctx.builder.options.fake_quant and ok and in_t.type_name == out_t.type_name
+            and out_t.quantization.scale.size == 1):
+        return None
+    lo, _ = integer_range(in_t.type_name)
+    codes = tf.clip_by_value(_to_codes(x, in_t), lo, integer_range(in_t.type_name)[1])
+    r = tf.gather(tf.constant(relu_table(in_t, out_t, lo_real, hi_real)), tf.cast(codes - lo, tf.int32))
+    return hybrid.ste(y_float, _from_codes(r, out_t))
+
+
+def _make_relu(name: str, lo_real: float | None, hi_real: float | None) -> None:
+    def rebuild(ctx: Any) -> list[Any]:
+        x = ctx.input(0)
+        y = _UNARY[name](x)
+        exact = _exact_relu(ctx, x, y, lo_real, hi_real)
+        return [exact if exact is not None else y]
+
+    register(name)(rebuild)
+
+
+_make_relu("RELU", 0.0, None)
+_make_relu("RELU6", 0.0, 6.0)
