@@ -646,3 +646,36 @@ def test_int16x8_fully_connected_with_a_huge_multiplier_is_rebuilt():
         got = run_rebuilt(m, [x])[0]
         assert got.dtype == np.int16 and got.shape == (1, 2)
     np.testing.assert_array_equal(got, run_interpreter(m, [x])[0])
+
+
+# -- 8-bit with weights computed at run time (not delegated to XNNPACK) ------------------------------
+@pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("out_scale", [1.0, 0.1, 0.01, 0.002])
+def test_integer_with_runtime_weights_is_bit_exact(op, dtype, out_scale):
+    """XNNPACK needs constant weights, so the builtin kernels run: CONV_2D/FULLY_CONNECTED through
+    ruy (rounding high multiply, then a rounding-half-up shift), DEPTHWISE through TFLite's
+    double-rounding multiplier. The float path plus rounding was 1 LSB off on ~0.2 % of elements."""
+    from .tflite_builder import single_op_model
+
+    rng = np.random.default_rng(7)
+    lo, hi, npd = (-128, 128, np.int8) if dtype == "INT8" else (0, 256, np.uint8)
+    zx, zw, zo = (4, 0, -5) if dtype == "INT8" else (120, 128, 130)
+    def qp(s, z):
+        return {"scale": [s], "zero_point": [z]}
+    if op == "FULLY_CONNECTED":
+        xs, ws, n = [64, 30], [9, 30], 9
+        opts, out = {}, [64, 9]
+    else:
+        xs, n = [2, 9, 10, 6], 8 if op == "CONV_2D" else 6
+        ws = [n, 3, 3, 6] if op == "CONV_2D" else [1, 3, 3, 6]
+        opts = {"padding": "SAME", "stride_h": 1, "stride_w": 1}
+        if op == "DEPTHWISE_CONV_2D":
+            opts["depth_multiplier"] = 1
+        out = [2, 9, 10, n]
+    x = rng.integers(lo, hi, xs).astype(npd)
+    w = rng.integers(lo + 1, hi, ws).astype(npd)
+    bias = rng.integers(-2 ** 12, 2 ** 12, n).astype(np.int32)
+    model = single_op_model(op, [(xs, dtype, None, qp(0.02, zx)), (ws, dtype, None, qp(0.01, zw)),
+                                 ([n], "INT32", bias, qp(0.0002, 0))], [(out, dtype, qp(out_scale, zo))], opts)
+    np.testing.assert_array_equal(run_rebuilt(model, [x, w])[0], run_interpreter(model, [x, w])[0])

@@ -5,7 +5,7 @@ type and options), int16 inputs drawn over the whole int16 range, the faithful r
 compared element by element with the default interpreter's (``ai_edge_litert``, default resolver;
 no 16x8 kernel is delegated to XNNPACK, so its builtin kernels are the reference). The variants
 are those that change the arithmetic: output/input scale ratio below and above 1 (the fixed-point
-multiplier's shift sign), fused activation clamps, per-tensor/per-channel weights, a bias large
+multiplier's shift sign), power-of-two scales (exact rounding ties), fused activation clamps, per-tensor/per-channel weights, a bias large
 enough to wrap the kernels' int32 result, strides/padding/dilation, and for SOFTMAX the input scale
 and beta (the exp-table rescale). A DS-CNN keyword spotter (the issue-10 model kind) converted by
 TFLiteConverter with 16x8 quantization is checked end to end.
@@ -255,16 +255,25 @@ def test_conv_16x8_power_of_two_scales_is_bit_exact(out_scale):
     assert_exact(model, [x])
 
 
-@pytest.mark.parametrize("out_scale", [2.0 ** -12, 2.0 ** -16])
-def test_fully_connected_16x8_power_of_two_scales_within_one_lsb(out_scale):
-    """MEASURED 1 LSB, NOT EXACT: with a power-of-two multiplier the default 16x8 FULLY_CONNECTED
-    rounds most negative ties half up (as the rebuild does) but a few (4 of 59, 14 of 1065 here)
-    away from zero, at no position or value pattern found; neither single nor double rounding of the
-    31-bit multiplier nor the reduced 15-bit form reproduces it. Non-tie elements are exact."""
+@pytest.mark.parametrize("out_scale", [2.0 ** -12, 2.0 ** -3, 2.0 ** -16])
+def test_fully_connected_16x8_power_of_two_scales_is_bit_exact(out_scale):
+    """The 16x8 FULLY_CONNECTED kernel rescales in double precision and rounds ties away from zero:
+    the fixed-point forms (single or double rounding, 31- or 15-bit multiplier) are 1 LSB off here
+    on negative ties and identical elsewhere."""
     model, x = _pow2_linear("FULLY_CONNECTED", out_scale)
-    ref = run_interpreter(model, [x])[0].astype(np.int64)
-    diff = np.abs(run_rebuilt(model, [x])[0].astype(np.int64) - ref)
-    assert diff.max() <= 1 and np.mean(diff > 0) < 0.01
+    assert_exact(model, [x])
+
+
+def test_fully_connected_16x8_product_beyond_int32_is_int32_min():
+    """A rescaled accumulator outside int32 converts to INT32_MIN on x86 (``cvttsd2si``), so a huge
+    positive value clamps to -32768, as the interpreter gives."""
+    x = int16([6, 20])
+    w = _rng.integers(-127, 128, [7, 20]).astype(np.int8)
+    bias = np.array([2 ** 50, -2 ** 50, 2 ** 45, -2 ** 45, 2 ** 38, -2 ** 38, 5], np.int64)
+    ins = [([6, 20], "INT16", None, q(S_IN)), ([7, 20], "INT8", w, q(0.01)), ([7], "INT64", bias, q(S_IN * 0.01))]
+    model = single_op_model("FULLY_CONNECTED", ins, [([6, 7], "INT16", q(0.003))], {})
+    assert (run_interpreter(model, [x])[0][:, 0] == -32768).all()
+    assert_exact(model, [x])
 
 
 @pytest.mark.parametrize("dtype", ["INT16", "INT8"])
@@ -281,3 +290,17 @@ def test_average_pool_with_unequal_strides_is_bit_exact(dtype):
     got = run_rebuilt(model, [x])[0]
     assert got.dtype == x.dtype
     np.testing.assert_array_equal(got.astype(np.int64), ref)
+
+
+@pytest.mark.parametrize("dtype,zp", [("INT8", 3), ("UINT8", 128)])
+@pytest.mark.parametrize("out_scale,out_shift", [(0.1, 0), (0.05, 7)])
+def test_average_pool_8bit_with_other_output_parameters_keeps_raw_integers(dtype, zp, out_scale, out_shift):
+    """The raw average becomes the output's raw integer, whatever the output's scale and zero point
+    (the float pool plus rounding was up to 57 LSB off)."""
+    lo, hi = (-128, 128) if dtype == "INT8" else (0, 256)
+    x = _rng.integers(lo, hi, [2, 9, 10, 3]).astype(np.int8 if dtype == "INT8" else np.uint8)
+    model = single_op_model("AVERAGE_POOL_2D", [(list(x.shape), dtype, None, q(0.05, zp))],
+                            [([2, 5, 5, 3], dtype, q(out_scale, zp + out_shift))],
+                            {"padding": "SAME", "stride_h": 2, "stride_w": 2, "filter_height": 2, "filter_width": 2},
+                            table="Pool2DOptions")
+    np.testing.assert_array_equal(run_rebuilt(model, [x])[0], run_interpreter(model, [x])[0])

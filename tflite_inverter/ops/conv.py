@@ -10,7 +10,8 @@ Every linear op goes through :func:`_linear`, which picks one of three computati
 * float (float models, and every model with ``--no-fake-quant``): the TF op on real values, bias,
   fused activation - the form the TFLite converter fuses back into the same single op;
 * integer (faithful mode, 8-bit or 16x8 quantized input/weights/output): the exact integer
-  accumulator and the kernel's requantization, so outputs are the interpreter's integers;
+  accumulator and the kernel's requantization, so outputs are the interpreter's integers (8-bit
+  weights computed at run time are not delegated: the builtin kernel's fixed point);
 * hybrid (faithful mode, float input with constant int8 weights): the kernel's on-the-fly input
   quantization, exact integer accumulation and rescale.
 
@@ -85,8 +86,9 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
     quantized together by a hybrid kernel (``None``: the op has no hybrid kernel); ``x`` overrides
     input ``x_index`` (e.g. already flattened); ``plain_add`` adds the bias with ``+`` rather than
     BiasAdd (grappler fuses Conv2D+BiasAdd into a kernel without grouped convolution); ``wide``
-    selects the 16x8 kernel's requantization (see :func:`hybrid.requantize_fixed`); ``xnnpack`` says
-    whether the default interpreter delegates the op's hybrid kernel to XNNPACK's dynamically
+    selects the 16x8 kernel's requantization (fixed point, :func:`hybrid.requantize_fixed`; ``False``:
+    the fully-connected kernel's double-precision rescale, :func:`hybrid.requantize_double`); ``xnnpack``
+    says whether the default interpreter delegates the op's hybrid kernel to XNNPACK's dynamically
     quantized (qd8) kernels (:func:`hybrid.quantize_rows_xnnpack`, :func:`_qd8_rescale`) or runs
     TFLite's builtin one (:func:`hybrid.quantize_rows`, :func:`hybrid.rescale`).
     """
@@ -103,6 +105,10 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
     if (w_scale is not None and act in hybrid.CLAMP_ACTIVATIONS and (eight or sixteen)
             and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
         return [_integer(ctx, lin, w, w_scale, x, x_t, w_t, y_t, b_index, act, wide)]
+    if (faithful and eight and w_t is not None and not w_t.is_constant and hybrid.is_q8(w_t, True)
+            and act in hybrid.CLAMP_ACTIVATIONS and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
+        return [_integer(ctx, lin, w, hybrid.safe_scale(w_t.quantization.scale).reshape(()), x, x_t, w_t, y_t,
+                         b_index, act, wide, builtin=True)]
     if w_scale is not None and row_axes is not None and hybrid.is_hybrid(x_t, w_t):
         if xnnpack:
             xq, row_scale = hybrid.quantize_rows_xnnpack(x, row_axes)
@@ -119,16 +125,21 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
 
 
 def _integer(ctx: Any, lin: Lin, w: Any, w_scale: np.ndarray, x: Any, x_t: Tensor, w_t: Tensor,
-             y_t: Tensor, b_index: int | None, act: str, wide: bool) -> Any:
-    """Exact integer accumulator (bias included), then XNNPACK's float requantization (8-bit) or
-    TFLite's fixed-point one (16x8)."""
+             y_t: Tensor, b_index: int | None, act: str, wide: bool, builtin: bool = False) -> Any:
+    """Exact integer accumulator (bias included), then XNNPACK's float requantization (8-bit), the
+    builtin kernel's fixed-point one (8-bit with run-time weights, ``builtin``) or the 16x8 one."""
     in_scale = float(x_t.quantization.scale[0])
     acc = lin(hybrid.to_int(x, in_scale), hybrid.to_int(w, tf.constant(w_scale)))
     if b_index is not None and ctx.has_input(b_index):
         acc = acc + hybrid.exact_bias(ctx, b_index)
     w_scales = np.reshape(w_t.quantization.scale, [-1])
     if y_t.type_name == "INT16":
+        if not wide:
+            return hybrid.requantize_double(acc, in_scale, w_scales, y_t, act)
         return hybrid.requantize_fixed(acc, in_scale, w_scales, y_t, act, wide)
+    if builtin:
+        gemm = ctx.op.name in ("CONV_2D", "FULLY_CONNECTED")
+        return hybrid.requantize_builtin(acc, in_scale, float(w_scales[0]), y_t, act, gemm)
     scale = hybrid.requant_scale(in_scale, w_scales, float(y_t.quantization.scale[0]))
     return hybrid.requantize(acc, scale, y_t, act)
 

@@ -17,8 +17,13 @@ Two kinds of TFLite kernels do not compute what the float graph computes, and fa
 * Full-integer 8-bit kernels: the default CPU interpreter runs them in XNNPACK, which requantizes the
   exact int32 accumulator in float32: ``q = round_half_even(float(acc) * scale) + zero_point`` with
   ``scale = float32(input_scale * weight_scale) / output_scale``. :func:`requantize` does the same.
-* 16x8 kernels (int16 activations, int8 weights; never delegated) requantize the integer accumulator
-  in fixed point (TFLite's ``MultiplyByQuantizedMultiplier``): :func:`requantize_fixed`.
+* 16x8 kernels (int16 activations, int8 weights; never delegated, so the builtin kernels are the
+  default interpreter's) requantize the integer accumulator in fixed point (TFLite's
+  ``MultiplyByQuantizedMultiplier``, int64 form): :func:`requantize_fixed` for conv, depthwise,
+  transpose-conv and int16 batch-matmul; the 16x8 fully-connected kernel rescales in double
+  precision instead: :func:`requantize_double`.
+* 8-bit conv/fully-connected whose weights are not constant are not delegated (XNNPACK needs
+  static weights): the builtin kernel's fixed-point requantization, :func:`requantize_builtin`.
 * 8-bit ADD/SUB in XNNPACK: :func:`add_integer` (for the element-wise rebuilders).
 
 
@@ -133,8 +138,12 @@ def requantize_fixed(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor
 
     TFLite's ``MultiplyByQuantizedMultiplier`` with the 31-bit multiplier of ``double(in_scale) *
     w_scale / out_scale`` (one per output channel, last axis): the int64-accumulator form (``wide``:
-    multiplier reduced to 15 bits; conv kernels) or the int32 form (fully-connected), both one
-    rounding-half-up right shift of the product (the interpreter is built with single rounding).
+    multiplier reduced to 15 bits, one rounding-half-up right shift; conv kernels, int16
+    batch-matmul), or the full 31-bit multiplier with one rounding-half-up shift (``wide=False``).
+    ai_edge_litert is built with double rounding (``TFLITE_SINGLE_ROUNDING`` off: the int16
+    softmax's int32 rescale matches only the double-rounding form, measured), and in that build the
+    int64 form is the 15-bit one reproduced here. The shifted product is returned as int32 by the
+    kernels, so it wraps before the clamp.
     """
     out_scale = float(out.quantization.scale[0])
     params = [quantize_multiplier(float(np.float32(in_scale)) * float(ws) / out_scale)
@@ -167,6 +176,59 @@ def requantize_fixed(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor
     # when an absurd bias makes approx huge.
     approx = tf.clip_by_value(approx, lo * out_scale, hi * out_scale)
     return ste(approx, y)
+
+
+def requantize_double(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor, activation: str) -> Any:
+    """Exact integer accumulator (float64) -> real value of the 16x8 FULLY_CONNECTED kernel's output.
+
+    ai_edge_litert's int16 fully-connected (per-tensor and per-channel, int64 or int32 bias) does not
+    use a fixed-point multiplier: ``(int32_t) round((double) acc * ((double) in_scale * (double)
+    w_scale / (double) out_scale))`` with the float32 scales, ``round`` half away from zero, then the
+    clamp. A product outside int32 converts to INT32_MIN (x86 ``cvttsd2si``), whatever its sign.
+    Measured against the fixed-point forms: identical except on exact ties (power-of-two scales),
+    where only this one matches.
+    """
+    out_scale = float(out.quantization.scale[0])
+    eff = np.array([float(np.float32(in_scale)) * float(np.float32(ws)) / float(np.float32(out_scale))
+                    for ws in np.reshape(np.asarray(w_scale, np.float32), [-1])], np.float64)
+    v = tf.cast(acc, tf.float64) * tf.constant(eff)
+    a = tf.abs(v)
+    f = tf.floor(a)
+    r = tf.sign(v) * (f + tf.cast(a - f >= 0.5, tf.float64))  # std::round, exactly
+    r = tf.where(tf.abs(r) < 2.0 ** 31, r, tf.constant(-(2.0 ** 31), tf.float64))
+    lo, hi = clamp_range(out, activation)
+    y = tf.cast(tf.clip_by_value(r, lo, hi), tf.float32) * out_scale
+    approx = tf.cast(acc, tf.float32) * tf.constant(requant_scale(in_scale, w_scale, out_scale)) * out_scale
+    return ste(tf.clip_by_value(approx, lo * out_scale, hi * out_scale), y)
+
+
+def requantize_builtin(acc: Any, in_scale: float, w_scale: float, out: Tensor, activation: str,
+                       gemm: bool) -> Any:
+    """Exact integer accumulator (float64) -> real value of a builtin (not delegated) 8-bit kernel's
+    output, with the multiplier ``QuantizeMultiplier(double(in_scale) * w_scale / out_scale)``.
+    XNNPACK takes 8-bit conv/fully-connected only with constant weights; with a weight tensor
+    computed at run time the builtin kernel runs. Its CONV_2D and FULLY_CONNECTED (``gemm``) go
+    through ruy's x86 kernels: ``hi = (x * 2**left * q + 2**30) >> 31``, then a rounding-half-up
+    right shift ``(hi + 2**(e-1)) >> e`` (neither TFLite's single- nor its double-rounding form: both
+    are 1 LSB off on ~0.2 % of the elements); the others (DEPTHWISE_CONV_2D, ...) use TFLite's
+    ``MultiplyByQuantizedMultiplier`` in the double-rounding form ai_edge_litert is built with (a
+    rounding doubling high multiply, then a rounding-half-away right shift). Both measured."""
+    from .recurrent import _mbqm, _quantize_multiplier  # local import: no op registrations here
+
+    out_scale = float(out.quantization.scale[0])
+    m = float(np.float32(in_scale)) * float(np.float32(w_scale)) / float(np.float32(out_scale))
+    a = tf.cast(acc, tf.int64)
+    if gemm:
+        mult, shift = _quantize_multiplier(m)
+        hi = (a * (2 ** max(shift, 0) * mult) + 2 ** 30) // 2 ** 31
+        e = max(-shift, 0)
+        q = tf.cast((hi + 2 ** (e - 1)) // 2 ** e if e > 0 else hi, tf.float32)
+    else:
+        q = tf.cast(_mbqm(a, m), tf.float32)
+    lo, hi = clamp_range(out, activation)
+    y = tf.clip_by_value(q, lo, hi) * out_scale
+    approx = tf.cast(acc, tf.float32) * tf.constant(requant_scale(in_scale, np.float32(w_scale), out_scale)) * out_scale
+    return ste(tf.clip_by_value(approx, lo * out_scale, hi * out_scale), y)
 
 
 def exact_bias(ctx: Any, index: int) -> Any:

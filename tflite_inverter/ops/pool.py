@@ -8,11 +8,11 @@ The quantized AVERAGE_POOL_2D kernel sums the raw integers of a window and divid
 away from zero *in the raw integer domain* (``(sum + n/2) / n``), not in ``q - zero_point`` units;
 faithful mode reproduces that exactly (the fake-quant rounding alone is off by one LSB on ties).
 
-Quantized MAX_POOL_2D moves raw integers (see :func:`max_pool_2d`). The int16 pooling kernels (never
-delegated) ignore the scales: the raw average or maximum is the output's raw integer even when the
-output's scale or zero point differ from the input's (measured; the float pool plus rounding was
-thousands of LSB off there). The 8-bit average pool does the same in the default interpreter and
-in the reference kernels (measured by benchmarks/probe_int_kernels.py: 89 LSB off before).
+Quantized MAX_POOL_2D moves raw integers (see :func:`max_pool_2d`). The integer pooling kernels ignore the scales: the raw average (int8, uint8, int16) or maximum
+(int16) is the output's raw integer even when the output's scale or zero point differ from the
+input's (measured; the float pool plus rounding was 50 LSB off for 8-bit, thousands for int16).
+The default interpreter's XNNPACK computes the same there (it equals the builtin kernels); it
+refuses an 8-bit MAX_POOL_2D with differing parameters (the interpreter fails to prepare).
 """
 
 from __future__ import annotations
