@@ -9,8 +9,9 @@ plain TensorFlow on the same inputs, and the README's rule is applied here from 
 * float outputs: max abs error <= max(1e-4 x max|ref|, max abs difference of the two kernel sets).
 
 Every file of :data:`SAMPLE` is in tests/test_corpus.py's ``EXPECTED_MATCH``, so the product says
-"match" for it; this test says whether an outside check agrees. The sample covers int8 and uint8 I/O,
-float, several signatures, and the BlazeFace graph whose Pad + Conv2D crashed oneDNN.
+"match" for it; this test says whether an outside check agrees. The sample covers int8 I/O, float,
+several signatures, and the BlazeFace graph whose Pad + Conv2D crashed oneDNN (measured also agreeing,
+when last run: the uint8 MobileNet v1 0.25 at 0 LSB and litert's RoPE at 2.4e-7 of a 1.4e-4 bound).
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ import pytest
 
 from .conftest import CORPUS_DIR
 
-SAMPLE = [
+SAMPLE = [  # (5 files took 117 s of the suite; these 3 cover int8 I/O, several signatures and oneDNN's Pad)
     "tflite-micro__hello_world_int8.tflite",
-    "coral-test_data__mobilenet_v1_0.25_128_quant.tflite",
     "litert-git__multi_signatures.tflite",
     "mediapipe-git__face_detection_front_2019.tflite",
-    "litert-git__rope.tflite",
 ]
 
 #: Run by a child with only ai_edge_litert: every signature (or the plain subgraph) on seeded inputs,
