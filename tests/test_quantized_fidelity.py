@@ -139,8 +139,9 @@ def test_corpus_quantized_classifier_within_one_lsb(name, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", ["INT8", "UINT8", "INT16"])
-@pytest.mark.parametrize("scales", [(0.05, 0.03, 0.2), (0.5, 0.5, 1e-3), (0.01, 0.01, 10.0), (0.02, 0.7, 0.004)],
-                         ids=["xnnpack", "ratio-above-2^8", "ratio-below-2^-16", "ratio-3.5"])
+@pytest.mark.parametrize("scales", [(0.05, 0.03, 0.2), (0.5, 0.5, 5e-4), (0.5, 0.5, 2.0 ** -10), (0.4, 0.3, 1.543e-5),
+                                    (0.01, 0.01, 10.0), (0.02, 0.7, 0.004)],
+                         ids=["xnnpack", "ratio-500", "ratio-256", "ratio-7777", "ratio-below-2^-16", "ratio-3.5"])
 @pytest.mark.parametrize("act", ["NONE", "RELU6"])
 def test_quantized_mul_is_exact_on_both_sides_of_xnnpack_range(dtype, scales, act):
     """MUL: XNNPACK's float32 requantization inside its scale range, the builtin fixed-point kernel
