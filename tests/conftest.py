@@ -23,6 +23,17 @@ def sample_files() -> list[Path]:
     return sorted(SAMPLE_DIR.glob("*.tflite"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_tensorflow_child_per_setting():
+    """The API calls of the whole session reuse one TensorFlow child per setting (working folder and
+    TF_/TFLITE_INVERTER_ environment; isolation.reuse_workers) instead of importing TensorFlow per
+    call. test_isolation, which checks what a fresh child leaves behind, turns it off."""
+    from tflite_inverter.isolation import reuse_workers
+
+    with reuse_workers():
+        yield
+
+
 @pytest.fixture
 def corpus_dir() -> Path:
     if not CORPUS_DIR.is_dir():

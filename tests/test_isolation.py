@@ -25,6 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOAT = str(ROOT / "models" / "float32.tflite")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_child_per_call(monkeypatch):
+    """Every call here starts (and removes) its own child, as the CLI does (no reused child)."""
+    from tflite_inverter import isolation
+
+    monkeypatch.setattr(isolation, "_reused", None)
+
+
 def _cli(args: list[str], tmp: Path, **env: str) -> subprocess.CompletedProcess:
     """The CLI in a fresh process whose TMPDIR is ``tmp / 'sys-tmp'`` (checked for litter)."""
     systmp = tmp / "sys-tmp"
@@ -216,3 +224,37 @@ def test_out_of_memory_in_the_cli_process_is_a_named_resource_error(tmp_path):
     assert proc.returncode == 10, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "TFLITE_INVERTER_MEMORY_LIMIT" in proc.stderr
     assert "any.tflite" in proc.stderr
+
+
+def tempfile_gettempdir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def _segfault() -> None:
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_reused_children_are_kept_per_setting_and_replaced_after_a_crash(monkeypatch, tmp_path):
+    """Inside reuse_workers one child serves every call of a setting; another TF_ environment or
+    working folder gets its own; a crash is still the named error and the next call gets a fresh child;
+    leaving the block closes them and removes their scratch folders."""
+    from tflite_inverter import isolation
+
+    with isolation.reuse_workers():
+        first = run_isolated(os.getpid, {}, model="m")
+        assert run_isolated(os.getpid, {}, model="m") == first
+        scratch = run_isolated(tempfile_gettempdir, {}, model="m")
+        assert Path(scratch).is_dir()
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+        other = run_isolated(os.getpid, {}, model="m")
+        assert other != first
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+        monkeypatch.chdir(tmp_path)
+        assert run_isolated(os.getpid, {}, model="m") not in (first, other)
+        with pytest.raises(TensorFlowCrashError, match="crashed"):
+            run_isolated(_segfault, {}, model="m")
+        assert run_isolated(os.getpid, {}, model="m") not in (first, other)
+    assert not Path(scratch).exists()
+    assert isolation._reused is None

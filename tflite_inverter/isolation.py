@@ -22,7 +22,11 @@ The child ignores SIGINT (the parent handles Ctrl-C and terminates it) and dies 
 
 :class:`Worker` keeps one child for many calls (the corpus tests: one TensorFlow import per
 setting, not per file); a call that kills the child raises for that call only, and the next call
-starts a fresh child.
+starts a fresh child. Inside :func:`reuse_workers` (a Python caller making many calls, e.g. the
+test suite), :func:`run_isolated` keeps its child for the next call made from the same working
+directory with the same TensorFlow / tool environment (``TF_*``, ``TFLITE_INVERTER_*``, ``TMPDIR``,
+``OMP_*``), so TensorFlow is imported once per setting instead of once per call; the children
+are closed when the block ends.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from .errors import InverterError, ResourceLimitError, TensorFlowCrashError
@@ -54,6 +59,7 @@ TIMEOUT_ENV = "TFLITE_INVERTER_TIMEOUT"
 
 _progress_conn: Any = None  # in the child: the pipe progress messages go through
 _progress_sink: Callable[[str], None] | None = None  # in-process runs: the caller's progress
+_reused: dict[tuple[Any, ...], Worker] | None = None  # inside reuse_workers(): children by setting
 
 
 def _parse_bytes(text: str) -> int:
@@ -345,8 +351,48 @@ def run_isolated(func: Callable[..., Any], kwargs: Mapping[str, Any], *, model: 
             return func(**kwargs)
         finally:
             _progress_sink = previous
+    if _reused is not None:
+        return _reused_worker().call(func, kwargs, model=model, what=what, progress=progress)
     with Worker() as worker:
         return worker.call(func, kwargs, model=model, what=what, progress=progress)
+
+
+#: Environment variables a child reads at its start: a reused child must have been started with the same.
+_SETTING_PREFIXES = ("TF_", "TFLITE_INVERTER_", "TMPDIR", "OMP_")
+
+
+def _setting() -> tuple[Any, ...]:
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_SETTING_PREFIXES)))
+    return (os.getcwd(), tuple(sys.path), env)
+
+
+def _reused_worker(keep: int = 2) -> Worker:
+    """The kept child for the current setting (started on first use); at most ``keep`` stay open."""
+    assert _reused is not None
+    key = _setting()
+    worker = _reused.pop(key, None) or Worker()
+    _reused[key] = worker  # most recently used last
+    while len(_reused) > keep:
+        _reused.pop(next(iter(_reused))).close()
+    return worker
+
+
+@contextmanager
+def reuse_workers() -> Iterator[None]:
+    """Within the block, :func:`run_isolated` reuses one TensorFlow child per setting (see the module
+    docstring); a call that crashes the child still raises its named error, and the next call starts
+    a fresh one. Nested use keeps the outer block's children."""
+    global _reused
+    if _reused is not None:
+        yield
+        return
+    _reused = {}
+    try:
+        yield
+    finally:
+        workers, _reused = _reused, None
+        for worker in workers.values():
+            worker.close()
 
 
 if __name__ == "__main__":  # the child: run the loop of the importable module, whose globals the work sees
