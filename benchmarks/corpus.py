@@ -6,8 +6,8 @@ Each file: read it; run it in the TFLite interpreter (child process) on seeded i
 run the rebuilt model on the same inputs (in-process, or through a saved SavedModel with --save, as
 ``convert`` does); compare output by output. Status is one of: ``match``, ``MISMATCH``,
 ``unsupported`` (ops we do not rebuild, named), ``refused`` (ops nobody can rebuild, named with the
-reason), ``rebuilt, no reference`` (the stock interpreter cannot run the original: only the rebuild
-is attempted), ``not verified`` (no output to compare: never a match), ``weak`` (every output within
+reason), ``rebuilt, no reference`` (neither the stock interpreter nor TFLite Micro, the second reference
+for ops the stock one lacks or misreads, can run the original: only the rebuild is attempted), ``not verified`` (no output to compare: never a match), ``weak`` (every output within
 its rule, but on inputs the tool could not make meaningful, e.g. indices the interpreter rejected
 and that were lowered to 0: never a match), ``invalid``. Stateful models are compared on 3
 consecutive calls per signature, state carried, as ``convert`` does. The rules are
@@ -48,10 +48,11 @@ class Row:
     detail: str = ""
     outputs: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    reference: str = ""  # the runtime that produced the reference outputs, with its version
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "status": self.status, "detail": self.detail, "outputs": self.outputs,
-                "seconds": round(self.seconds, 2)}
+                "seconds": round(self.seconds, 2), "reference": self.reference}
 
 
 def _summary(checks: list[Any]) -> str:
@@ -117,9 +118,11 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
         plans = invocations(model, plans)
         spread: list[Any] = []
         weak: list[str] = []
-        feeds, refs, notes = reference_outputs(str(path), plans, None, spread=spread, weak=weak)
+        info: dict[str, str] = {}
+        feeds, refs, notes = reference_outputs(str(path), plans, None, spread=spread, weak=weak, model=model,
+                                               info=info)
     except InterpreterError as exc:
-        return Row(name, "rebuilt, no reference", f"rebuilt; {str(exc)[:200]}", seconds=time.time() - start)
+        return Row(name, "rebuilt, no reference", f"rebuilt; {str(exc)[:300]}", seconds=time.time() - start)
     try:
         if save:
             with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +141,8 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
     # nothing compared is not a match, nor is a weak verification
     status = {"ok": "match", "FAIL": "MISMATCH", "weak": "weak", "not verified": "not verified"}[check_status(checks)]
     detail = _summary(checks) + "".join(f" [{n}]" for n in notes)
-    return Row(name, status, detail or "no output to compare", [c.to_json() for c in checks], time.time() - start)
+    return Row(name, status, detail or "no output to compare", [c.to_json() for c in checks], time.time() - start,
+               info.get("reference", ""))
 
 
 def supervised_rows(files: list[Path], onednn: str | None = None, save: bool = False,
@@ -168,9 +172,10 @@ def supervised_rows(files: list[Path], onednn: str | None = None, save: bool = F
 
 
 def render(rows: list[Row]) -> str:
-    lines = ["| file | status | detail | s |", "|---|---|---|---|"]
+    lines = ["| file | status | reference | detail | s |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.file.removesuffix('.tflite')} | {r.status} | {r.detail.replace('|', '/')} | {r.seconds:.1f} |")
+        lines.append(f"| {r.file.removesuffix('.tflite')} | {r.status} | {r.reference or '-'} | "
+                     f"{r.detail.replace('|', '/')} | {r.seconds:.1f} |")
     counts = Counter(r.status for r in rows)
     lines.append("")
     lines.append("totals: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

@@ -32,6 +32,8 @@ ONEDNN_ON_EDGE = {
 #: as ops land. Not in it since the rules were made exact: the Edge TPU-slim DeepLab (argmax 99.97 %
 #: equal) and the blockwise-quantized Qwen FC (3.3e-3 of max, kernel sets within 1.4e-3).
 EXPECTED_MATCH: set[str] = {
+    'tflite-micro__audio_preprocessor_float.tflite',  # against TFLite Micro (EXPECTED_MICRO)
+    'tflite-micro__audio_preprocessor_int8.tflite',
     'MediaPipeUnityPlugin-git__face_blendshapes.tflite',
     'PINTO_model_zoo-git__082_meet_segm_full_v679.tflite',
     'PINTO_model_zoo-git__082_meet_segm_lite_v681.tflite',
@@ -113,6 +115,8 @@ EXPECTED_MATCH: set[str] = {
 #: with the input the reason names: the interpreter fails ("Invalid tensor size") on every loop
 #: bound >= 2 of this WHILE with a forwarded string, so only 1 iteration is checked (it matched with
 #: 0 iterations before the inputs were derived from the graph).
+#: Files whose reference is TFLite Micro (the stock interpreter lacks their Signal* ops), measured.
+EXPECTED_MICRO = {"tflite-micro__audio_preprocessor_float.tflite", "tflite-micro__audio_preprocessor_int8.tflite"}
 EXPECTED_WEAK = {"litert-git__while_op_with_forwarding_input.tflite": "'num_iterations'"}
 
 #: Compiled accelerator blobs and placeholders: the right answer is a refusal naming the op.
@@ -155,6 +159,15 @@ def test_files_that_matched_still_match(rows, request):
         if f in rows and rows[f].status != "match":
             failing = [o["name"] for o in rows[f].outputs if not o["passed"]]
             assert rows[f].status == "MISMATCH" and failing == [output], (f, rows[f].detail)
+
+
+@pytest.mark.corpus
+def test_the_reference_is_named_and_tflite_micro_only_where_the_stock_interpreter_cannot(rows):
+    for f, r in rows.items():
+        if r.status != "match":
+            continue
+        want = "tflite-micro " if f in EXPECTED_MICRO else "ai-edge-litert "
+        assert r.reference.startswith(want), (f, r.reference)
 
 
 @pytest.mark.corpus

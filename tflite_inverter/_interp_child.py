@@ -36,6 +36,20 @@ def _interpreter_class():
     return Interpreter
 
 
+def _reference_name(Interpreter) -> str:
+    """The runtime and its version, e.g. ``ai-edge-litert 2.3.0``."""
+    from importlib import metadata
+
+    if Interpreter.__module__.startswith("ai_edge_litert"):
+        try:
+            return f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+        except metadata.PackageNotFoundError:
+            return "ai-edge-litert"
+    import tensorflow as tf
+
+    return f"tf.lite.Interpreter (TensorFlow {tf.__version__})"
+
+
 def _builtin(Interpreter, model_path: str):
     from ai_edge_litert.interpreter import OpResolverType
 
@@ -71,6 +85,7 @@ def main(argv: list[str]) -> int:
                 raise kind(f"{_one_line(second)} [with the default delegate: {_one_line(first)}]") from None
             kernels = f"built-in kernels (the default delegate failed: {str(first).splitlines()[0][:120]})"
     results["__kernels__"] = np.array(kernels)
+    results["__reference__"] = np.array(_reference_name(Interpreter))
     np.savez(out_path, **results)
     return 0
 
@@ -113,4 +128,10 @@ def _run(interp, runs, inputs) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except (RuntimeError, ValueError) as exc:
+        # One line: the parent reports the last line of stderr, and the interpreter's first line says
+        # what is missing ("Encountered unresolved custom op: X."), its last only that a node failed.
+        print(f"{type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(1)

@@ -21,6 +21,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         print(f"WEAK verification (not a verified match): {result.weak}")
     state = "" if result.verified and not result.weak else "; verification WEAK" if result.verified else \
         "; NOT verified (--no-verify)"
+    ref = result.reference
+    if result.verified and ref.get("reference"):
+        print(f"reference: {ref['reference']}" + (f", {ref['kernels']}" if ref.get("kernels") else "")
+              + (f" (not the stock interpreter: {ref['reference_why']})" if ref.get("reference_why") else ""))
     print(f"SavedModel written to {result.output_dir} (signatures: {', '.join(result.signatures)}; "
           f"{result.seconds:.1f} s){state}")
     return 0

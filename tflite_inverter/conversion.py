@@ -45,6 +45,9 @@ class ConvertResult:
     #: why the verification is weak (inputs the tool could not make meaningful), empty if it is not;
     #: a weak result is ``passed`` (exit 0) but never a match
     weak: str = ""
+    #: the runtime the original ran in for the reference, with its version (``ai-edge-litert 2.3.0``,
+    #: ``tflite-micro 0.dev...``), ``reference_why`` when it is not the stock interpreter, and the kernels
+    reference: dict[str, str] = field(default_factory=dict)
 
     @property
     def status(self) -> str:
@@ -55,7 +58,9 @@ class ConvertResult:
         verified: bool | str = "weak" if self.verified and self.weak else self.verified
         return {"output_dir": self.output_dir, "signatures": self.signatures, "verified": verified,
                 "status": self.status, "weak": self.weak, "passed": self.passed, "seconds": round(self.seconds, 3),
-                "note": self.note, "outputs": [c.to_json() for c in self.checks]}
+                "note": self.note, "reference": self.reference.get("reference", ""),
+                "reference_why": self.reference.get("reference_why", ""), "kernels": self.reference.get("kernels", ""),
+                "outputs": [c.to_json() for c in self.checks]}
 
 
 def _log(progress: Callable[[str], None] | None, msg: str) -> None:
@@ -79,19 +84,21 @@ def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
 
 def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: list[IOPlan],
                        inputs_path: str | None = None, tolerance: float | None = None, seed: int = 0,
-                       note_sink: list[str] | None = None) -> list[OutputCheck]:
+                       note_sink: list[str] | None = None, info: dict[str, str] | None = None) -> list[OutputCheck]:
     """Run the original (interpreter, child process) and the saved SavedModel on the same inputs.
 
     A stateful model (:func:`.verify.is_stateful`) is invoked :data:`.verify.STATEFUL_CALLS` times
     per signature in a row on both sides (fresh random inputs each call, or the user's inputs each
-    call), and every call's outputs are checked. Checks of a weak verification carry the reason."""
+    call), and every call's outputs are checked. Checks of a weak verification carry the reason.
+    ``info`` (if given) receives which reference ran (see :func:`.verify.reference_outputs`)."""
     from ._tf import tensorflow_op_error, tf
 
     plans = invocations(model, plans)
     user_feeds = [load_inputs(inputs_path, p) for p in plans] if inputs_path else None
     spread: list[list[np.ndarray] | None] = []
     weak: list[str] = []
-    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed, spread=spread, weak=weak)
+    feeds, refs, notes = reference_outputs(model_path, plans, user_feeds, seed, spread=spread, weak=weak,
+                                         model=model, info=info)
     if any(p.call for p in plans):
         notes.append(f"stateful model: {max(p.call for p in plans) + 1} consecutive calls per signature verified, "
                      "state carried")
@@ -219,7 +226,7 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
         fault_point("verify")
         try:
             result.checks = verify_saved_model(model, model_path, saved_dir, plans, inputs, tolerance,
-                                               note_sink=notes)
+                                               note_sink=notes, info=result.reference)
             result.verified = bool(result.checks)
             result.passed = result.verified and all(c.passed for c in result.checks)
             result.weak = next((c.weak for c in result.checks if c.weak), "")
