@@ -13,7 +13,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
-from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
 from tflite_inverter.reader import read_model  # noqa: E402
 from tflite_inverter.rebuild import RebuildOptions, make_module  # noqa: E402
@@ -75,6 +75,18 @@ def run_interpreter(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarr
     for d, a in zip(details, inputs):
         if tuple(d["shape"]) != a.shape:
             it.resize_tensor_input(d["index"], a.shape)
+    it.allocate_tensors()
+    for d, a in zip(it.get_input_details(), inputs):
+        it.set_tensor(d["index"], np.asarray(a, dtype=d["dtype"]))
+    it.invoke()
+    return [it.get_tensor(d["index"]) for d in it.get_output_details()]
+
+
+def run_builtin(model: bytes, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """As :func:`run_interpreter`, with the built-in kernels only (no default XNNPACK delegate): shows
+    which kernel the default interpreter ran where the two differ."""
+    it = Interpreter(model_content=model,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     for d, a in zip(it.get_input_details(), inputs):
         it.set_tensor(d["index"], np.asarray(a, dtype=d["dtype"]))

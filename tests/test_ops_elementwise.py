@@ -21,6 +21,7 @@ from .helpers import (
     op_names,
     quantized_inputs,
     random_like,
+    run_builtin,
     run_interpreter,
     run_rebuilt,
     to_tflite,
@@ -629,3 +630,41 @@ def test_rebuilt_graph_converts_back_to_the_same_op(case):
     ops = read_model(again).main.operators
     assert [o.name for o in ops] == [op]
     assert ops[0].options == original[0].options
+
+
+# -- exact int8 SQUARED_DIFFERENCE (faithful mode) -------------------------------------------------
+def _all_int8_code_pairs(shape_a, shape_b, seed: int) -> list[np.ndarray]:
+    """Inputs of the given shapes; when both are [1, 65536] every pair of int8 codes occurs once."""
+    if list(shape_a) == list(shape_b) == [1, 65536]:
+        codes = np.arange(-128, 128)
+        return [np.repeat(codes, 256).reshape(shape_a).astype(np.int8),
+                np.tile(codes, 256).reshape(shape_b).astype(np.int8)]
+    rng = np.random.default_rng(seed)
+    return [rng.integers(-128, 128, shape).astype(np.int8) for shape in (shape_a, shape_b)]
+
+
+#: (scales (a, b, out), zero points (a, b, out), shapes). Only int8 has a quantized kernel.
+_SQD_CASES = [
+    ((0.02, 0.05, 0.03), (3, -2, 5), ([1, 65536], [1, 65536])),
+    ((0.02, 0.02, 0.02), (0, 0, -128), ([1, 65536], [1, 65536])),  # most ties: double rounding shows
+    ((0.05, 0.02, 0.011), (-128, 127, -128), ([1, 65536], [1, 65536])),
+    ((0.02, 0.05, 0.2), (3, -2, 5), ([1, 65536], [1, 65536])),  # output scale above the inputs'
+    ((0.01, 0.01, 1e-5), (3, -2, 5), ([1, 65536], [1, 65536])),  # output saturates
+    ((0.3, 0.001, 0.5), (0, 0, 0), ([1, 65536], [1, 65536])),
+    ((0.02, 0.05, 0.03), (3, -2, 5), ([2, 3, 4, 100], [3, 1, 100])),  # broadcasting
+]
+
+
+@pytest.mark.parametrize("scales,zps,shapes", _SQD_CASES)
+def test_quantized_squared_difference_is_bit_exact(scales, zps, shapes):
+    """Every pair of int8 codes against the default interpreter, which runs the built-in kernel."""
+    from .tflite_builder import single_op_model
+
+    qs = [{"scale": [s], "zero_point": [z]} for s, z in zip(scales, zps)]
+    out_shape = list(np.broadcast_shapes(*shapes))
+    model = single_op_model("SQUARED_DIFFERENCE", [(shapes[0], "INT8", None, qs[0]), (shapes[1], "INT8", None, qs[1])],
+                            [(out_shape, "INT8", qs[2])], {}, "SquaredDifferenceOptions")
+    inputs = _all_int8_code_pairs(shapes[0], shapes[1], seed=4)
+    ref = run_interpreter(model, inputs)[0].astype(int)
+    np.testing.assert_array_equal(run_builtin(model, inputs)[0].astype(int), ref)
+    np.testing.assert_array_equal(run_rebuilt(model, inputs)[0].astype(int), ref)

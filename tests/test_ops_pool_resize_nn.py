@@ -23,6 +23,7 @@ from .helpers import (
     op_names,
     quantized_inputs,
     random_like,
+    run_builtin,
     run_interpreter,
     run_rebuilt,
     to_tflite,
@@ -318,11 +319,10 @@ def test_l2_normalization_fused_activation_is_refused_by_name():
 
 
 @pytest.mark.parametrize("mode", ["int8", "uint8"])
-def test_l2_normalization_integer_within_one_lsb(mode):
+def test_l2_normalization_integer_exact(mode):
     spec = [S([3, 16], F32)]
     model = converted(lambda x: tf.math.l2_normalize(x, axis=-1), spec, "L2_NORMALIZATION", mode)
-    worst, _ = check_quantized(model, spec, exact=False)
-    assert worst <= 1
+    check_quantized(model, spec, exact=True)
 
 
 @pytest.mark.parametrize("radius,bias,alpha,beta", [(2, 1.0, 0.5, 0.75), (0, 2.0, 1e-2, 0.5), (5, 0.5, 1.0, 1.0)])
@@ -407,3 +407,29 @@ def test_resize_nearest_quantized_raw_codes(dtype, same, size, flags):
     model, shape = _raw_case_model("RESIZE_NEAREST_NEIGHBOR", dtype, same, size=size, flags=flags)
     x = _codes(dtype, shape)
     np.testing.assert_array_equal(run_rebuilt(model, [x])[0], run_interpreter(model, [x])[0])
+
+
+@pytest.mark.parametrize("zp", [3, 127, -128])
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("shape", [[2, 3, 16], [1, 1, 1, 1000], [4, 3], [2, 20000]])
+def test_l2_normalization_8bit_exact(dtype, shape, zp):
+    """The kernel's fixed-point inverse square root and rescale; rows of zeros, a single unit step
+    and a depth-20000 row of the code farthest from the zero point (a sum of squares beyond 2**29)
+    take its special paths."""
+    off = 128 if dtype == "UINT8" else 0
+    qin = {"scale": [0.05], "zero_point": [zp + off]}
+    qout = {"scale": [1 / 128], "zero_point": [off]}
+    tensors = [("x", shape, dtype, None, qin), ("y", shape, dtype, None, qout)]
+    model = build_model(tensors=tensors, ops=[("L2_NORMALIZATION", [0], [1], "L2NormOptions", {})],
+                        inputs=[0], outputs=[1])
+    x = _codes(dtype, shape, 7)
+    flat = x.reshape(-1, shape[-1])
+    flat[0] = zp + off  # a row of zeros (sum 0)
+    if flat.shape[0] > 2:
+        flat[1] = zp + off
+        flat[1, 0] = zp + off + (1 if zp < 127 else -1)  # sum of squares 1
+    lo, hi = (-128, 127) if dtype == "INT8" else (0, 255)
+    flat[-1] = hi if zp + off - lo < hi - zp - off else lo  # the code farthest from the zero point
+    ref = run_interpreter(model, [x])[0]
+    np.testing.assert_array_equal(run_builtin(model, [x])[0], ref)  # XNNPACK does not take it
+    np.testing.assert_array_equal(run_rebuilt(model, [x])[0], ref)

@@ -23,6 +23,7 @@ from .helpers import (
     op_names,
     quantized_inputs,
     random_like,
+    run_builtin,
     run_interpreter,
     run_rebuilt,
     to_tflite,
@@ -864,3 +865,27 @@ def test_quantized_data_movement_copies_raw_integers(op, dtype, params):
     if params != "same" and op not in ("PAD", "PADV2"):
         flat = np.concatenate([r.reshape(-1) for r in ref])
         assert set(flat.tolist()) <= set(x.reshape(-1).tolist())  # the codes themselves, not requantized
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_uint8_concatenation_with_differing_scales_is_bit_exact(seed):
+    """uint8 inputs with quantization other than the output's are requantized by the kernel in float32;
+    scale ratios such as 1/2 or 3 put many values exactly on rounding ties. Every code of each input."""
+    rng = np.random.default_rng(seed)
+    so = float(np.float32(rng.uniform(0.001, 0.1)))
+    ratios = [0.5, 2.0, 1.5, 3.0, 1 / 3, 0.1, 0.7, 2.5, 1.25, 10.0, 0.25]
+    scales = [so * rng.choice(ratios), so * rng.uniform(0.05, 5), so * rng.choice(ratios), so]
+    zps = [int(z) for z in rng.integers(0, 256, 4)]
+    zo = zps[3] if seed % 2 else int(rng.integers(0, 256))  # odd seeds: the last input is copied
+    axis = seed % 2
+    shapes = [[256, 1] if axis == 0 else [1, 256] for _ in scales]
+    out_shape = [1024, 1] if axis == 0 else [1, 1024]
+    q = [{"scale": [s], "zero_point": [z]} for s, z in zip(scales, zps)]
+    model = single_op_model("CONCATENATION", [(sh, "UINT8", None, qq) for sh, qq in zip(shapes, q)],
+                            [(out_shape, "UINT8", {"scale": [so], "zero_point": [zo]})],
+                            {"axis": axis, "fused_activation_function": "NONE"}, "ConcatenationOptions")
+    codes = np.arange(256, dtype=np.uint8)
+    inputs = [codes.reshape(sh) for sh in shapes]
+    ref = run_interpreter(model, inputs)[0].astype(int)
+    np.testing.assert_array_equal(run_builtin(model, inputs)[0].astype(int), ref)  # the built-in kernel runs
+    np.testing.assert_array_equal(run_rebuilt(model, inputs)[0].astype(int), ref)

@@ -137,12 +137,19 @@ def round_half_away(x: Any) -> Any:
 
 
 def fake_quant(x: Any, t: Tensor) -> Any:
-    """Round ``x`` onto the integer grid recorded for tensor ``t`` and map it back to real values."""
+    """Round ``x`` onto the integer grid recorded for tensor ``t`` and map it back to real values.
+
+    An infinite ``x`` saturates at the grid's end, as the default interpreter's QUANTIZE (XNNPACK)
+    does (measured: +inf -> the highest code, -inf -> the lowest; the builtin kernel's float-to-int
+    conversion sends +inf to the lowest); the straight-through form ``x + (q - x)`` alone would turn
+    it into NaN, which then spreads through every later reduction.
+    """
     scale, zp, lo, hi = _q_params(t)
     q = tf.clip_by_value(round_half_away(x / scale) + zp, lo, hi)
+    y = (q - zp) * scale
     # Straight-through gradient: the rounded value forward, the identity backward, so a faithful
     # quantized model can still be fine-tuned.
-    return x + tf.stop_gradient((q - zp) * scale - x)
+    return tf.where(tf.math.is_inf(x), y, x + tf.stop_gradient(y - x))
 
 
 def quantize_to_int(x: Any, t: Tensor) -> Any:

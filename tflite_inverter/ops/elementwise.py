@@ -25,6 +25,9 @@ MultiplyByQuantizedMultiplier(q - zp_in)`` in the double-rounding form (rounding
 then a rounding shift) with the multiplier of the float32 quotient ``s_in / s_out``, clamped to the
 activation range; also one table lookup per code (:func:`relu_table`). Equal scales: the float form
 is already exact.
+
+Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
+the float form rounded onto the grid is 1 LSB off on exact ties.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
+from .recurrent import _mbqm  # MultiplyByQuantizedMultiplier, double rounding
 from .registry import register
 
 
@@ -187,7 +191,6 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
     "FLOOR_DIV": lambda a, b: tf.math.floordiv(a, b),
     "FLOOR_MOD": lambda a, b: tf.math.floormod(a, b),
     "POW": lambda a, b: tf.pow(a, b),
-    "SQUARED_DIFFERENCE": lambda a, b: tf.math.squared_difference(a, b),
     "LOGICAL_AND": lambda a, b: tf.logical_and(a, b),
     "LOGICAL_OR": lambda a, b: tf.logical_or(a, b),
     "ATAN2": lambda a, b: tf.math.atan2(a, b),
@@ -237,6 +240,32 @@ for _name, _fn in _UNARY.items():
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
     register(_name, check=_stablehlo_check if _name.startswith("STABLEHLO_") else None)(_make_binary(_fn))
+
+
+@register("SQUARED_DIFFERENCE")
+def squared_difference(ctx: Any) -> list[Any]:
+    """Faithful mode, int8 per-tensor (the only quantized kernel; XNNPACK does not take it): TFLite's
+    ``squared_difference.cc`` in fixed point. With ``m = 2 * max(sa, sb)``: each ``(q - z) * 2**7`` is
+    scaled by ``s / m`` (``MultiplyByQuantizedMultiplier``), the difference squared, scaled by
+    ``m**2 / (2**14 * so)``, the output zero point added and the result clamped to int8. Its
+    ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` rounds twice (doubling high multiply, then a
+    rounding shift) as ai_edge_litert is built: measured, single rounding is 1 LSB off."""
+    a, b = ctx.input(0), ctx.input(1)
+    ts = (ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0))
+    if not (ctx.builder.options.fake_quant and all(hybrid.is_q8(t, per_tensor=True) and t.type_name == "INT8"
+                                                   for t in ts)):
+        return [tf.math.squared_difference(a, b)]
+    sa, sb, so = (float(t.quantization.scale[0]) for t in ts)
+    if sa == 0 or sb == 0 or so == 0:
+        return [tf.math.squared_difference(a, b)]
+    m = 2.0 * max(sa, sb)
+    da = _mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 128, sa / m)
+    db = _mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 128, sb / m)
+    r = tf.cast(_mbqm(tf.square(da - db), m * m / (2.0 ** 14 * so)), tf.float64)
+    zo = float(ts[2].quantization.zero_point[0])
+    y = tf.cast(tf.clip_by_value(r, -128.0 - zo, 127.0 - zo), tf.float32) * so
+    approx = tf.clip_by_value(tf.math.squared_difference(a, b), (-128.0 - zo) * so, (127.0 - zo) * so)
+    return [hybrid.ste(approx, y)]
 
 
 def _raw_operands(ctx: Any) -> tuple[Any, Any]:

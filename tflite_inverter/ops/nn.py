@@ -19,6 +19,10 @@ recentred by +32767 and looked up in a 513-entry interpolated ``exp`` table
 leading zeros and looked up in a ``1 / (1 + x)`` table over [0, 1]; each probability is
 ``(exp * reciprocal + round) >> (31 - clz(sum))`` clipped to [0, 32767]. Float softmax plus rounding
 is up to ~10 LSB off on a confident classifier (a 16x8 keyword spotter's output).
+
+8-bit L2_NORMALIZATION (builtin kernels only; XNNPACK does not take it) is reproduced in integers
+too (:func:`_exact_l2`: gemmlowp's fixed-point inverse square root of the row's sum of squares); the
+float form rounded onto the grid was 1 LSB off now and then.
 """
 
 from __future__ import annotations
@@ -163,12 +167,92 @@ def _l2_check(op: Operator, sg: Subgraph) -> list[str]:
         "refuses the model; its meaning is undefined)"]
 
 
+_I32_MIN, _I32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+def _srdhm(a: Any, b: Any) -> Any:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int64 tensors holding int32 values."""
+    ab = a * b
+    hi = tf.truncatediv(ab + tf.where(ab >= 0, tf.constant(2 ** 30, tf.int64), tf.constant(1 - 2 ** 30, tf.int64)),
+                        tf.constant(2 ** 31, tf.int64))
+    return tf.where((a == _I32_MIN) & (b == _I32_MIN), tf.constant(_I32_MAX, tf.int64), hi)
+
+
+def _rdpot(x: Any, e: Any) -> Any:
+    """gemmlowp ``RoundingDivideByPOT`` by a (tensor) exponent >= 0."""
+    mask = tf.bitwise.left_shift(tf.ones_like(x), e) - 1
+    threshold = tf.bitwise.right_shift(mask, 1) + tf.cast(x < 0, tf.int64)
+    return tf.bitwise.right_shift(x, e) + tf.cast(tf.bitwise.bitwise_and(x, mask) > threshold, tf.int64)
+
+
+def _sat_shift_left(x: Any, e: int) -> Any:
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<e>`` for e > 0 (a saturating left shift)."""
+    return tf.clip_by_value(x * (2 ** e), _I32_MIN, _I32_MAX)
+
+
+def _inv_sqrt_multiplier(acc: Any) -> tuple[Any, Any]:
+    """TFLite's ``GetInvSqrtQuantizedMultiplierExp(acc, -1)`` per element of the int64 tensor ``acc``
+    (0 <= acc < 2**31): a Q0.31 multiplier and a left shift, from gemmlowp's fixed-point
+    Newton-Raphson ``1 / sqrt`` (5 iterations in Q3.28)."""
+    small = acc <= 1
+    x = tf.where(small, tf.constant(4, tf.int64), acc)
+    shift = tf.fill(tf.shape(x), tf.constant(11, tf.int64))
+    for _ in range(2):  # input >= 2**29 is divided by 4 (at most twice for int32 inputs)
+        big = x >= 2 ** 29
+        x, shift = tf.where(big, x // 4, x), tf.where(big, shift + 1, shift)
+    bits = tf.reduce_sum(tf.cast(x[..., None] >= tf.constant([2 ** j for j in range(32)], tf.int64), tf.int64), -1)
+    pairs = (32 - bits - 1) // 2 - 1  # (CountLeadingZeros(x) - 1) / 2 - 1
+    shift = shift - pairs
+    x = tf.bitwise.left_shift(x, 2 * pairs)
+    half_input = _rdpot(tf.bitwise.right_shift(x, 1), tf.ones_like(x))
+    half_three = (1 << 28) + (1 << 27)
+    y = tf.fill(tf.shape(x), tf.constant(1 << 28, tf.int64))
+    for _ in range(5):
+        y3 = _sat_shift_left(_srdhm(_srdhm(y, y), y), 6)  # Rescale<3>(x * x * x): Q9 -> Q3
+        y = _sat_shift_left(_srdhm(tf.fill(tf.shape(y), tf.constant(half_three, tf.int64)), y)
+                            - _srdhm(half_input, y3), 3)  # Q6 -> Q3
+    y = _srdhm(y, tf.constant(1518500250, tf.int64))  # times sqrt(2) / 2
+    neg = shift < 0
+    y = tf.where(neg, tf.bitwise.left_shift(y, tf.where(neg, -shift, tf.zeros_like(shift))), y)
+    shift = tf.where(neg, tf.zeros_like(shift), shift)
+    return tf.where(small, tf.constant(_I32_MAX, tf.int64), y), tf.where(small, tf.zeros_like(shift), -shift)
+
+
+def _exact_l2(ctx: Any, x: Any, y_float: Any) -> Any | None:
+    """TFLite's 8-bit L2_NORMALIZATION (builtin kernels; XNNPACK does not take it): the int32 sum of
+    squared ``q - zero_point`` per row, its fixed-point inverse square root, then int8:
+    ``MultiplyByQuantizedMultiplier(diff, m, shift + 7)`` (double rounding) clamped to [-128, 127];
+    uint8: ``128 + MultiplyByQuantizedMultiplierSmallerThanOneExp(128 * diff, m, shift)`` clamped to
+    [0, 255]. The output scale is 1/128 (zero point 0 / 128), as the kernel requires."""
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and hybrid.is_q8(out_t, True)
+            and in_t.type_name == out_t.type_name):
+        return None
+    s_in = float(in_t.quantization.scale[0])
+    diff = tf.cast(tf.round(x / s_in), tf.int64)  # q - zero_point
+    acc = tf.reduce_sum(diff * diff, -1, keepdims=True)
+    mult, shift = _inv_sqrt_multiplier(acc)
+    if in_t.type_name == "INT8":
+        total = shift + 7
+        left, right = tf.maximum(total, 0), tf.maximum(-total, 0)
+        q = _rdpot(_srdhm(tf.bitwise.left_shift(diff, left), mult), right)
+        q = tf.clip_by_value(q, -128, 127)
+    else:
+        q = 128 + _rdpot(_srdhm(128 * diff, mult), tf.maximum(-shift, 0))
+        q = tf.clip_by_value(q, 0, 255)
+    s_out, zp_out = float(out_t.quantization.scale[0]), float(out_t.quantization.zero_point[0])
+    return hybrid.ste(y_float, (tf.cast(q, tf.float32) - zp_out) * s_out)
+
+
 @register("L2_NORMALIZATION", check=_l2_check)
 def l2_normalization(ctx: Any) -> list[Any]:
     """``x / max(||x||, 1e-6)`` over the last axis; TFLite's epsilon bounds the norm at 1e-6, which is
     TensorFlow's ``l2_normalize`` bound of 1e-12 on the squared norm (the form the converter fuses
-    into L2_NORMALIZATION)."""
-    return [tf.math.l2_normalize(ctx.input(0), axis=-1, epsilon=1e-12)]
+    into L2_NORMALIZATION). 8-bit models: the kernel's fixed-point arithmetic (:func:`_exact_l2`)."""
+    x = ctx.input(0)
+    y = tf.math.l2_normalize(x, axis=-1, epsilon=1e-12)
+    exact = _exact_l2(ctx, x, y)
+    return [exact if exact is not None else y]
 
 
 def _lrn_check(op: Operator, sg: Subgraph) -> list[str]:

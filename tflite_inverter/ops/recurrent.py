@@ -508,7 +508,13 @@ def _rdpot_tf(x: Any, e: int) -> Any:
 def _mbqm(x: Any, m: float) -> Any:
     """MultiplyByQuantizedMultiplier(x, QuantizeMultiplier(m)) on int64 tensors (double rounding:
     a rounding doubling high multiply, then a rounding right shift)."""
-    q, shift = _quantize_multiplier(m)
+    return mbqm_double(x, *_quantize_multiplier(m))
+
+
+def mbqm_double(x: Any, q: int, shift: int) -> Any:
+    """TFLite's int32 ``MultiplyByQuantizedMultiplier(x, q, shift)`` as this interpreter builds it
+    (double rounding: gemmlowp's rounding doubling high multiply, then a rounding right shift), on
+    int64 tensors holding int32 values."""
     ab = x * (2 ** max(shift, 0)) * q
     hi = tf.truncatediv(ab + tf.where(ab >= 0, tf.constant(2 ** 30, tf.int64), 1 - 2 ** 30), 2 ** 31)
     return _rdpot_tf(hi, max(-shift, 0))

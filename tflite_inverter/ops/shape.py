@@ -17,6 +17,8 @@ parameters in Prepare), the same codes are read with the output's parameters
 (:func:`.common.raw_codes`, measured against the interpreter in tests/test_ops_shape.py). Padding
 ops pad with the output's zero point (PAD, SPACE_TO_BATCH_ND) or the pad value's code on the
 output grid (PADV2), so their input is reinterpreted before padding with real 0 / the real pad value.
+The exception is uint8 CONCATENATION, whose kernel requantizes inputs with other parameters than
+the output's in float32 (:func:`_rescaled_uint8`, faithful mode).
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import numpy as np
 
 from .._tf import tf
 from ..ir import Operator, Subgraph
-from .common import constant_pad, raw_codes
+from . import hybrid
+from .common import constant_pad, raw_codes, round_half_away
 from .registry import register
 
 
@@ -202,14 +205,44 @@ def _concat_check(op: Operator, sg: Subgraph) -> list[str]:
     return []
 
 
+def _is_uint8_per_tensor(t: Any) -> bool:
+    return t is not None and t.type_name == "UINT8" and t.is_quantized and t.quantization.scale.size == 1
+
+
+def _rescaled_uint8(x: Any, t: Any, out: Any) -> Any:
+    """One uint8 input of CONCATENATION as the built-in kernel writes it into an output with other
+    quantization parameters (``ConcatenationWithScaling``), in float32 with two roundings (no fused
+    multiply-add; measured): ``scale = float32(s_in * float32(1 / s_out))``, ``bias = -z_in * scale``,
+    ``q_out = clamp(round_half_away(q_in * scale + bias) + z_out, 0, 255)``. An input with the
+    output's exact parameters is copied."""
+    (s_in, z_in), (s_out, z_out) = ((np.float32(v.quantization.scale[0]), int(v.quantization.zero_point[0]))
+                                    for v in (t, out))
+    if (s_in == s_out and z_in == z_out) or s_out == 0:
+        return x
+    if s_in == 0:  # scale 0: every code reads 0 and is written as the output's zero point
+        return tf.zeros_like(x)
+    scale = np.float32(s_in * (np.float32(1) / s_out))
+    bias = np.float32(-z_in) * scale
+    codes = tf.cast(hybrid.to_int(x, float(s_in)), tf.float32) + float(z_in)  # stored uint8 codes
+    q = round_half_away(codes * scale + bias) + float(z_out)
+    y = (tf.clip_by_value(q, 0.0, 255.0) - float(z_out)) * float(s_out)
+    return hybrid.ste(x, y)
+
+
 @register("CONCATENATION", check=_concat_check)
 def concatenation(ctx: Any) -> list[Any]:
-    """The uint8 kernel requantizes inputs whose parameters differ from the output's (the float
-    concat plus the output rounding reproduces it), the int8 one refuses them, and the int16 one
-    copies the raw integers (measured): there the codes are read with the output's parameters."""
-    xs = ctx.inputs
-    if ctx.out_tensor(0).type_name == "INT16":
-        xs = [raw_codes(x, ctx.in_tensor(i), ctx.out_tensor(0)) for i, x in enumerate(xs)]
+    """The uint8 kernel requantizes inputs whose parameters differ from the output's (faithful mode:
+    its float32 arithmetic, :func:`_rescaled_uint8`; the default interpreter runs that kernel for
+    them too, measured; the float concat plus the output rounding is 1 LSB off on ties), the int8
+    one refuses them, and the int16 one copies the raw integers (measured): there the codes are read
+    with the output's parameters."""
+    xs = list(ctx.inputs)
+    out = ctx.out_tensor(0)
+    ts = [ctx.in_tensor(i) for i in range(len(xs))]
+    if out is not None and out.type_name == "INT16":
+        xs = [raw_codes(x, t, out) for x, t in zip(xs, ts)]
+    elif ctx.builder.options.fake_quant and _is_uint8_per_tensor(out) and all(_is_uint8_per_tensor(t) for t in ts):
+        xs = [_rescaled_uint8(x, t, out) for x, t in zip(xs, ts)]
     return [tf.concat(xs, axis=int(ctx.options.get("axis", 0)))]
 
 
