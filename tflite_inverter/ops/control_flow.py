@@ -21,17 +21,17 @@ import numpy as np
 
 from .._tf import tf
 from ..ir import Model, Operator, Subgraph, Tensor
+from .context import OpContext, value_dtype
 from .registry import register
 
 
 # -- helpers -----------------------------------------------------------------------------------------
 def _value_dtype(t: Tensor) -> Any:
-    from ..rebuild import value_dtype  # local: rebuild imports the registry, which imports us
 
     return value_dtype(t)
 
 
-def _subgraph(ctx: Any, key: str) -> int:
+def _subgraph(ctx: OpContext, key: str) -> int:
     """The subgraph index named by option ``key``, checked against the model."""
     idx = ctx.options.get(key)
     n = len(ctx.builder.model.subgraphs)
@@ -46,7 +46,7 @@ def _cast_all(values: list[Any], dtypes: list[Any]) -> list[Any]:
     return [v if v.dtype == d or d in (tf.resource, tf.variant) else tf.cast(v, d) for v, d in zip(values, dtypes)]
 
 
-def _call(ctx: Any, index: int, inputs: list[Any]) -> list[Any]:
+def _call(ctx: OpContext, index: int, inputs: list[Any]) -> list[Any]:
     """Run subgraph ``index`` inline and return one value per op output (cast to the IR dtypes)."""
     sg = ctx.builder.model.subgraphs[index]
     if len(sg.outputs) != ctx.num_outputs:
@@ -73,7 +73,7 @@ def _merge_shapes(shapes: list[tuple[int | None, ...] | None]) -> Any:
 
 # -- WHILE / IF / CALL / composites ----------------------------------------------------------------------
 @register("WHILE")
-def while_(ctx: Any) -> list[Any]:
+def while_(ctx: OpContext) -> list[Any]:
     """``tf.while_loop`` over the cond/body subgraphs.
 
     A loop variable keeps a static dimension only where the body's input, the body's output, the
@@ -129,7 +129,7 @@ def while_(ctx: Any) -> list[Any]:
 
 
 @register("IF")
-def if_(ctx: Any) -> list[Any]:
+def if_(ctx: OpContext) -> list[Any]:
     """``tf.cond`` on the first element of input 0; the other inputs go to the chosen branch."""
     then_i = _subgraph(ctx, "then_subgraph_index")
     else_i = _subgraph(ctx, "else_subgraph_index")
@@ -150,20 +150,20 @@ def if_(ctx: Any) -> list[Any]:
 
 
 @register("CALL")
-def call(ctx: Any) -> list[Any]:
+def call(ctx: OpContext) -> list[Any]:
     """CALL runs ``subgraph`` with the op's inputs (inlined: no state of its own)."""
     return _call(ctx, _subgraph(ctx, "subgraph"), list(ctx.inputs))
 
 
 @register("STABLEHLO_COMPOSITE")
-def stablehlo_composite(ctx: Any) -> list[Any]:
+def stablehlo_composite(ctx: OpContext) -> list[Any]:
     """A composite is its decomposition subgraph applied to the op's inputs (the name and
     composite_attributes only describe it; the decomposition is what TFLite runs)."""
     return _call(ctx, _subgraph(ctx, "decomposition_subgraph_index"), list(ctx.inputs))
 
 
 @register("CALL_ONCE")
-def call_once(ctx: Any) -> list[Any]:
+def call_once(ctx: OpContext) -> list[Any]:
     """Run the init subgraph on the first call of the module only.
 
     TFLite keeps one "initialized" flag per init subgraph for the interpreter's life, shared by all
@@ -252,7 +252,7 @@ def _builder_cache(builder: Any) -> dict[str, Any]:
     return cache
 
 
-def _resource_variable(ctx: Any, key: tuple[str, str]) -> Any:
+def _resource_variable(ctx: OpContext, key: tuple[str, str]) -> Any:
     cache = _builder_cache(ctx.builder)
     if "specs" not in cache:
         cache["specs"] = _variable_specs(ctx.builder.model)
@@ -283,19 +283,19 @@ def _check_var_handle(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("VAR_HANDLE", check=_check_var_handle)
-def var_handle(ctx: Any) -> list[Any]:
+def var_handle(ctx: OpContext) -> list[Any]:
     """The handle of the module variable for (container, shared_name)."""
     return [_resource_variable(ctx, _resource_key(ctx.op)).handle]
 
 
 @register("READ_VARIABLE")
-def read_variable(ctx: Any) -> list[Any]:
+def read_variable(ctx: OpContext) -> list[Any]:
     """The variable's current value (its dtype is the one its readers and writers have in the IR)."""
     return [tf.raw_ops.ReadVariableOp(resource=ctx.input(0), dtype=ctx.out_dtype(0))]
 
 
 @register("ASSIGN_VARIABLE")
-def assign_variable(ctx: Any) -> list[Any]:
+def assign_variable(ctx: OpContext) -> list[Any]:
     """Overwrite the variable; later reads (in program order) see the new value."""
     tf.raw_ops.AssignVariableOp(resource=ctx.input(0), value=ctx.input(1))
     return []

@@ -36,6 +36,7 @@ from .._tf import tf
 from ..ir import Operator, Subgraph, Tensor
 from . import hybrid
 from .common import check_activation, constant_pad, same_padding_amounts, tf_padding
+from .context import OpContext
 from .registry import register
 
 Lin = Callable[[Any, Any], Any]
@@ -72,11 +73,11 @@ def _per_channel_scale(t: Tensor, qdim: int, shape: list[int]) -> np.ndarray | N
     return s.reshape(shape)
 
 
-def _bias_value(ctx: Any, index: int | None) -> Any:
+def _bias_value(ctx: OpContext, index: int | None) -> Any:
     return ctx.input(index) if index is not None and ctx.has_input(index) else None
 
 
-def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b_index: int | None = 2,
+def _linear(ctx: OpContext, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b_index: int | None = 2,
             w_scale_shape: list[int] | None = None, qdim: int = 0, row_axes: list[int] | None = None,
             x: Any = None, plain_add: bool = False, wide: bool = True, xnnpack: bool = True) -> list[Any]:
     """``activation(lin(x, w) + bias)`` computed the way the TFLite kernel does (see module doc).
@@ -124,7 +125,7 @@ def _linear(ctx: Any, lin: Lin, w: Any, *, x_index: int = 0, w_index: int = 1, b
     return [ctx.activation(_add_bias(y, _bias_value(ctx, b_index), plain_add))]
 
 
-def _integer(ctx: Any, lin: Lin, w: Any, w_scale: np.ndarray, x: Any, x_t: Tensor, w_t: Tensor,
+def _integer(ctx: OpContext, lin: Lin, w: Any, w_scale: np.ndarray, x: Any, x_t: Tensor, w_t: Tensor,
              y_t: Tensor, b_index: int | None, act: str, wide: bool, builtin: bool = False) -> Any:
     """Exact integer accumulator (bias included), then XNNPACK's float requantization (8-bit), the
     builtin kernel's fixed-point one (8-bit with run-time weights, ``builtin``) or the 16x8 one."""
@@ -164,7 +165,7 @@ def _add_bias(y: Any, b: Any, plain: bool = False) -> Any:
     return y + b if plain else tf.nn.bias_add(y, b)
 
 
-def _weight(ctx: Any, i: int, transform: Callable[[np.ndarray], np.ndarray], tag: str,
+def _weight(ctx: OpContext, i: int, transform: Callable[[np.ndarray], np.ndarray], tag: str,
             graph_transform: Callable[[Any], Any]) -> Any:
     """Input ``i`` in TF layout: a variable transformed once in numpy, or a tensor transformed in-graph."""
     if ctx.is_const(i):
@@ -188,7 +189,7 @@ def _dilate(a: np.ndarray, rates: list[int], axes: list[int]) -> np.ndarray:
 
 # -- CONV_2D ----------------------------------------------------------------------------------------
 @register("CONV_2D", check=_conv_check)
-def conv_2d(ctx: Any) -> list[Any]:
+def conv_2d(ctx: OpContext) -> list[Any]:
     """Grouped convolution (filter depth dividing the input depth) maps to the same TF op."""
     o = ctx.options
     w = _weight(ctx, 1, lambda a: a.transpose(1, 2, 3, 0), "hwio", lambda t: tf.transpose(t, [1, 2, 3, 0]))
@@ -223,7 +224,7 @@ def _dw_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("DEPTHWISE_CONV_2D", check=_dw_check)
-def depthwise_conv_2d(ctx: Any) -> list[Any]:
+def depthwise_conv_2d(ctx: OpContext) -> list[Any]:
     """The filter shape is authoritative for the channel multiplier (some converters write
     ``depth_multiplier=0``). TF's depthwise kernel cannot combine stride and dilation; that case is a
     dilated stride-1 convolution over explicitly padded input, subsampled."""
@@ -259,7 +260,7 @@ def depthwise_conv_2d(ctx: Any) -> list[Any]:
 
 # -- TRANSPOSE_CONV ---------------------------------------------------------------------------------
 @register("TRANSPOSE_CONV", check=_conv_check)
-def transpose_conv(ctx: Any) -> list[Any]:
+def transpose_conv(ctx: OpContext) -> list[Any]:
     """Inputs: output_shape, weights ``[out, kh, kw, in]``, input, optional bias (index 3)."""
     o = ctx.options
     shape = ctx.const(0)
@@ -295,7 +296,7 @@ def _dilations_3d(o: dict[str, Any]) -> list[int]:
 
 
 @register("CONV_3D", check=_conv3d_check)
-def conv_3d(ctx: Any) -> list[Any]:
+def conv_3d(ctx: OpContext) -> list[Any]:
     """Filter ``[kd, kh, kw, in, out]`` is TF's layout already. TF's CPU Conv3D has no dilation, so a
     dilated constant filter is expanded with zeros (the same sums)."""
     o = ctx.options
@@ -312,7 +313,7 @@ def conv_3d(ctx: Any) -> list[Any]:
 
 
 @register("CONV_3D_TRANSPOSE", check=_conv3d_check)
-def conv_3d_transpose(ctx: Any) -> list[Any]:
+def conv_3d_transpose(ctx: OpContext) -> list[Any]:
     """Inputs: output_shape, filter ``[kd, kh, kw, out, in]`` (TF's layout), input, optional bias."""
     o = ctx.options
     rates = _dilations_3d(o)
@@ -339,7 +340,7 @@ def _fc_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("FULLY_CONNECTED", check=_fc_check)
-def fully_connected(ctx: Any) -> list[Any]:
+def fully_connected(ctx: OpContext) -> list[Any]:
     """``y = x . W^T + b`` over the last axis. Without keep_num_dims the input is flattened to
     ``[-1, depth]``; with it the leading axes are kept (a broadcasting matmul, which the converter
     turns back into FULLY_CONNECTED with keep_num_dims)."""
@@ -357,7 +358,7 @@ def fully_connected(ctx: Any) -> list[Any]:
 
 # -- BATCH_MATMUL -----------------------------------------------------------------------------------
 @register("BATCH_MATMUL")
-def batch_matmul(ctx: Any) -> list[Any]:
+def batch_matmul(ctx: OpContext) -> list[Any]:
     """``matmul(adj_x ? x^T : x, adj_y ? y^T : y)`` with broadcast batch axes (TF's BatchMatMulV2)."""
     o = ctx.options
     adj_x, adj_y = bool(o.get("adj_x", False)), bool(o.get("adj_y", False))
@@ -382,7 +383,7 @@ def batch_matmul(ctx: Any) -> list[Any]:
                    row_axes=[len(x_t.shape) - (2 if adj_x else 1)])
 
 
-def _bmm_integer(ctx: Any, lin: Lin, y: Any, x_t: Tensor, y_t: Tensor) -> Any:
+def _bmm_integer(ctx: OpContext, lin: Lin, y: Any, x_t: Tensor, y_t: Tensor) -> Any:
     """Both operands quantized per tensor (neither has to be constant)."""
     sx, sy = float(x_t.quantization.scale[0]), float(y_t.quantization.scale[0])
     acc = lin(hybrid.to_int(ctx.input(0), sx), hybrid.to_int(y, sy))

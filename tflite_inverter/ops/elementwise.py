@@ -41,6 +41,7 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
+from .context import OpContext, is_real_quantized
 from .recurrent import _mbqm  # MultiplyByQuantizedMultiplier, double rounding
 from .registry import register
 
@@ -50,7 +51,6 @@ def _act_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 def _is_real_quantized(t: Any) -> bool:
-    from ..rebuild import is_real_quantized  # local: rebuild imports the registry at import time
 
     return t is not None and is_real_quantized(t)
 
@@ -78,7 +78,7 @@ def _per_tensor_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 # -- binary arithmetic with a fused activation ----------------------------------------------------
-def _integer_add(ctx: Any, subtract: bool) -> Any | None:
+def _integer_add(ctx: OpContext, subtract: bool) -> Any | None:
     """Faithful mode, 8-bit per-tensor operands: the interpreter's exact integer ADD/SUB (a float add
     followed by rounding differs by one LSB now and then, and deep residual nets amplify that)."""
     a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
@@ -93,18 +93,18 @@ def _integer_add(ctx: Any, subtract: bool) -> Any | None:
 
 
 @register("ADD", check=_act_check)
-def add(ctx: Any) -> list[Any]:
+def add(ctx: OpContext) -> list[Any]:
     exact = _integer_add(ctx, subtract=False)
     return [exact if exact is not None else ctx.activation(tf.add(ctx.input(0), ctx.input(1)))]
 
 
 @register("SUB", check=_act_check)
-def sub(ctx: Any) -> list[Any]:
+def sub(ctx: OpContext) -> list[Any]:
     exact = _integer_add(ctx, subtract=True)
     return [exact if exact is not None else ctx.activation(tf.subtract(ctx.input(0), ctx.input(1)))]
 
 
-def _integer_mul(ctx: Any) -> Any | None:
+def _integer_mul(ctx: OpContext) -> Any | None:
     """Faithful mode, per-tensor quantized operands: the interpreter's exact integer MUL.
 
     The product ``(qa - za) * (qb - zb)`` is an exact integer. 8-bit: the default interpreter hands
@@ -142,13 +142,13 @@ def _integer_mul(ctx: Any) -> Any | None:
 
 
 @register("MUL", check=_act_check)
-def mul(ctx: Any) -> list[Any]:
+def mul(ctx: OpContext) -> list[Any]:
     exact = _integer_mul(ctx)
     return [exact if exact is not None else ctx.activation(tf.multiply(ctx.input(0), ctx.input(1)))]
 
 
 @register("DIV", check=_act_check)
-def div(ctx: Any) -> list[Any]:
+def div(ctx: OpContext) -> list[Any]:
     """Float: true division. Integer: TFLite's kernel evaluates C++ ``a / b``, which truncates toward
     zero (-7 / 2 = -3); ``tf.truncatediv`` is that, and the converter maps it back to DIV."""
     x, y = ctx.input(0), ctx.input(1)
@@ -210,14 +210,14 @@ _BINARY: dict[str, Callable[[Any, Any], Any]] = {
 
 
 def _make_unary(fn: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
-    def rebuild(ctx: Any) -> list[Any]:
+    def rebuild(ctx: OpContext) -> list[Any]:
         return [fn(ctx.input(0))]
 
     return rebuild
 
 
 def _make_binary(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
-    def rebuild(ctx: Any) -> list[Any]:
+    def rebuild(ctx: OpContext) -> list[Any]:
         return [fn(ctx.input(0), ctx.input(1))]
 
     return rebuild
@@ -243,7 +243,7 @@ for _name, _fn in _BINARY.items():
 
 
 @register("SQUARED_DIFFERENCE")
-def squared_difference(ctx: Any) -> list[Any]:
+def squared_difference(ctx: OpContext) -> list[Any]:
     """Faithful mode, int8 per-tensor (the only quantized kernel; XNNPACK does not take it): TFLite's
     ``squared_difference.cc`` in fixed point. With ``m = 2 * max(sa, sb)``: each ``(q - z) * 2**7`` is
     scaled by ``s / m`` (``MultiplyByQuantizedMultiplier``), the difference squared, scaled by
@@ -268,14 +268,14 @@ def squared_difference(ctx: Any) -> list[Any]:
     return [hybrid.ste(approx, y)]
 
 
-def _raw_operands(ctx: Any) -> tuple[Any, Any]:
+def _raw_operands(ctx: OpContext) -> tuple[Any, Any]:
     """Both operands as their raw integers read with the output's parameters (:func:`.common.raw_codes`)."""
     return (raw_codes(ctx.input(0), ctx.in_tensor(0), ctx.out_tensor(0)),
             raw_codes(ctx.input(1), ctx.in_tensor(1), ctx.out_tensor(0)))
 
 
 @register("MAXIMUM")
-def maximum(ctx: Any) -> list[Any]:
+def maximum(ctx: OpContext) -> list[Any]:
     """The quantized kernels compare the raw integers of both operands and store the larger one
     unchanged (maximum_minimum.cc: no requantization), so with other output parameters the same code
     means another real value; the affine read-back keeps the order, so the maximum of the read-back
@@ -284,7 +284,7 @@ def maximum(ctx: Any) -> list[Any]:
 
 
 @register("MINIMUM")
-def minimum(ctx: Any) -> list[Any]:
+def minimum(ctx: OpContext) -> list[Any]:
     """As MAXIMUM: the raw integer minimum, read with the output's parameters."""
     return [tf.minimum(*_raw_operands(ctx))]
 
@@ -305,7 +305,7 @@ _COMPARE_GRID = 256.0
 
 
 def _make_comparison(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
-    def rebuild(ctx: Any) -> list[Any]:
+    def rebuild(ctx: OpContext) -> list[Any]:
         """Quantized int8/uint8 inputs compare on TFLite's grid of 1/256 (absolute, whatever the
         scales): values closer than that can compare equal, which the real values would not."""
         a, b = ctx.input(0), ctx.input(1)
@@ -323,19 +323,19 @@ for _name, _fn in _COMPARISONS.items():
 
 # -- ops with options or parameters ---------------------------------------------------------------
 @register("ADD_N")
-def add_n(ctx: Any) -> list[Any]:
+def add_n(ctx: OpContext) -> list[Any]:
     return [tf.add_n(ctx.inputs)]
 
 
 @register("LEAKY_RELU")
-def leaky_relu(ctx: Any) -> list[Any]:
+def leaky_relu(ctx: OpContext) -> list[Any]:
     """TFLite: ``x > 0 ? x : alpha * x`` (the TF kernel is the same for every alpha)."""
     alpha = float(ctx.options.get("alpha", 0.0))
     return [tf.nn.leaky_relu(ctx.input(0), alpha=alpha)]
 
 
 @register("PRELU")
-def prelu(ctx: Any) -> list[Any]:
+def prelu(ctx: OpContext) -> list[Any]:
     """TFLite: ``x >= 0 ? x : alpha * x`` with ``alpha`` broadcast against ``x``.
 
     ``relu(x) + (-alpha) * relu(-x)`` is the Keras pattern the converter fuses back into PRELU (the
@@ -366,13 +366,13 @@ def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] |
 
 
 @register("GELU")
-def gelu(ctx: Any) -> list[Any]:
+def gelu(ctx: OpContext) -> list[Any]:
     """``approximate`` selects the tanh form, as in TensorFlow; the converter keeps the option."""
     return [tf.nn.gelu(ctx.input(0), approximate=bool(ctx.options.get("approximate", False)))]
 
 
 @register("NEG", check=_per_tensor_check)
-def neg(ctx: Any) -> list[Any]:
+def neg(ctx: OpContext) -> list[Any]:
     """TFLite's integer NEG negates the raw codes and ignores the quantization parameters (the
     converter never emits it; hand-made int8 models do). So a quantized input is negated as codes,
     wrapping like the C++ cast (-(-128) -> -128), and the codes read with the output's parameters."""
@@ -388,7 +388,7 @@ def neg(ctx: Any) -> list[Any]:
 
 
 @register("CAST", check=_per_tensor_check)
-def cast(ctx: Any) -> list[Any]:
+def cast(ctx: OpContext) -> list[Any]:
     """Convert to the output tensor's type (``CastOptions`` only repeat the tensor types; the kernel
     reads the tensors). TFLite casts raw values: a quantized input contributes its integer codes, not
     its real values, so those are recovered first, and a quantized output holds the cast codes;
@@ -463,7 +463,7 @@ def hard_swish_table(in_t: Any, out_t: Any) -> np.ndarray:
     return np.clip(out, int(olo), int(ohi)).astype(np.float32)
 
 
-def _exact_hard_swish(ctx: Any, x: Any, y_float: Any) -> Any | None:
+def _exact_hard_swish(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and hybrid.is_q8(out_t, True)
             and in_t.type_name == out_t.type_name):
@@ -475,7 +475,7 @@ def _exact_hard_swish(ctx: Any, x: Any, y_float: Any) -> Any | None:
 
 
 @register("HARD_SWISH")
-def hard_swish(ctx: Any) -> list[Any]:
+def hard_swish(ctx: OpContext) -> list[Any]:
     """``x * relu6(x + 3) / 6``; faithful 8-bit: the kernel's integer table (:func:`hard_swish_table`)."""
     x = ctx.input(0)
     y = _UNARY["HARD_SWISH"](x)
@@ -508,7 +508,7 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
     return np.clip(r, amin, amax).astype(np.float32)
 
 
-def _exact_relu(ctx: Any, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None) -> Any | None:
+def _exact_relu(ctx: OpContext, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     ok = hybrid.is_q8(in_t, True) or hybrid.is_q16(in_t)
     if not (ctx.builder.options.fake_quant and ok and in_t.type_name == out_t.type_name
@@ -521,7 +521,7 @@ def _exact_relu(ctx: Any, x: Any, y_float: Any, lo_real: float | None, hi_real: 
 
 
 def _make_relu(name: str, lo_real: float | None, hi_real: float | None) -> None:
-    def rebuild(ctx: Any) -> list[Any]:
+    def rebuild(ctx: OpContext) -> list[Any]:
         x = ctx.input(0)
         y = _UNARY[name](x)
         exact = _exact_relu(ctx, x, y, lo_real, hi_real)

@@ -42,6 +42,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Tensor
 from .common import integer_range, round_half_away
+from .context import OpContext
 
 #: Fused activations an integer kernel folds into its output clamp.
 CLAMP_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -231,7 +232,7 @@ def requantize_builtin(acc: Any, in_scale: float, w_scale: float, out: Tensor, a
     return ste(tf.clip_by_value(approx, lo * out_scale, hi * out_scale), y)
 
 
-def exact_bias(ctx: Any, index: int) -> Any:
+def exact_bias(ctx: OpContext, index: int) -> Any:
     """A quantized int32/int64 bias as exact integers (float64), still driven by its trainable variable.
 
     The float32 variable cannot hold large integers exactly, so the value is the stored integer plus

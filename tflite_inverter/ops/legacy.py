@@ -14,6 +14,7 @@ from typing import Any
 from .._tf import tf
 from ..ir import Operator, Subgraph, Tensor
 from . import common
+from .context import OpContext, is_real_quantized, tf_dtype
 from .registry import not_rebuilt, register
 
 not_rebuilt("CONCAT_EMBEDDINGS", "the TFLite runtime has no kernel for CONCAT_EMBEDDINGS (the schema keeps the "
@@ -31,7 +32,6 @@ def _tensor(sg: Subgraph, op: Operator, i: int, out: bool = False) -> Tensor | N
 
 def _real_quantized(t: Tensor | None) -> bool:
     """Carried as float32 real values inside the rebuilt graph."""
-    from ..rebuild import is_real_quantized  # local: rebuild imports the registry, which imports us
 
     return t is not None and is_real_quantized(t)
 
@@ -59,11 +59,10 @@ def _bitcast_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("BITCAST", check=_bitcast_check)
-def bitcast(ctx: Any) -> list[Any]:
+def bitcast(ctx: OpContext) -> list[Any]:
     """``tf.bitcast``: the same shape rules as TFLite (a wider input gains a last dimension, a
     narrower one loses it) and the same little-endian byte copy. Quantized tensors are reinterpreted
     through their integer values, as the kernel copies raw bytes."""
-    from ..rebuild import tf_dtype  # local: rebuild imports the registry, which imports us
 
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     y = tf.bitcast(_raw(ctx.input(0), in_t), tf_dtype(out_t.type_name))
@@ -87,7 +86,7 @@ def _fake_quant_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("FAKE_QUANT", check=_fake_quant_check)
-def fake_quant(ctx: Any) -> list[Any]:
+def fake_quant(ctx: OpContext) -> list[Any]:
     """``tf.quantization.fake_quant_with_min_max_args``: the op FAKE_QUANT was converted from, with the
     same range nudging. (The TFLite runtime refuses narrow_range=True; TensorFlow's definition of it
     is kept.) TFLite rounds half away from zero, TensorFlow with floor(x + 0.5): equal, since the
@@ -128,7 +127,7 @@ def _row_bytes(x: Any, t: Tensor) -> Any:
 
 
 @register("LSH_PROJECTION", check=_lsh_check)
-def lsh_projection(ctx: Any) -> list[Any]:
+def lsh_projection(ctx: OpContext) -> list[Any]:
     """Bit (i, j) is the sign of ``sum_r w[r] * int64(Fingerprint64(seed[i, j] bytes + row r bytes))``
     summed in float64 in row order (w = 1 without the weight input). ``tf.fingerprint`` with
     ``farmhash64`` hashes the same bytes with the same function. SPARSE packs each hash's bits (first
@@ -191,7 +190,7 @@ def _bsearch(query: Any, keys: Any, n: int | None) -> Any:
 
 
 @register("HASHTABLE_LOOKUP", check=_hashtable_check)
-def hashtable_lookup(ctx: Any) -> list[Any]:
+def hashtable_lookup(ctx: OpContext) -> list[Any]:
     """Binary search of each lookup in the sorted int32 keys; a hit copies the value row, a miss gives
     zero bytes (an empty string for strings) and hit 0. Quantized values are copied as integers, so a
     miss is the real value of integer 0 under the output's parameters."""
@@ -227,7 +226,7 @@ def _els_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("EMBEDDING_LOOKUP_SPARSE", check=_els_check)
-def embedding_lookup_sparse(ctx: Any) -> list[Any]:
+def embedding_lookup_sparse(ctx: OpContext) -> list[Any]:
     """Row-major bucket of each lookup from its indices (last index column ignored), weighted sum of
     the looked-up params rows per bucket, divided per non-empty bucket by the total weight (MEAN) or
     the root of the summed squared weights (SQRTN). Output shape: dense_shape[:-1] + params.shape[1:].
@@ -311,7 +310,7 @@ def _words(s: Any) -> Any:
 
 
 @register("SKIP_GRAM", check=_skip_gram_check)
-def skip_gram(ctx: Any) -> list[Any]:
+def skip_gram(ctx: OpContext) -> list[Any]:
     """The skip-grams of the first string of the input, words joined by one space, in the kernel's
     order: by start word, then by the static pattern order of :func:`skip_gram_patterns`. With fewer
     words than ngram_size the output is empty (even with include_all_ngrams)."""

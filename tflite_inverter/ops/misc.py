@@ -18,6 +18,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import sparse  # noqa: F401  (registers DENSIFY)
+from .context import OpContext
 from .registry import register
 
 
@@ -36,7 +37,7 @@ def _nms_check(op: Operator, sg: Subgraph) -> list[str]:
     return []
 
 
-def _nms(ctx: Any, soft: bool) -> tuple[Any, Any, Any]:
+def _nms(ctx: OpContext, soft: bool) -> tuple[Any, Any, Any]:
     """TFLite's NMS through TF's kernel. TFLite drops a candidate whose IoU with a selected box is
     ``>= iou_threshold``; TF drops it when ``> iou_threshold``; the threshold is therefore lowered to
     the next float32 below it (IoUs are float32, so ``> prev(t)`` is ``>= t``); at 0 every later box
@@ -86,7 +87,7 @@ def _repeat_degenerate(boxes: Any, scores: Any, score_thr: Any, iou: Any, sel: A
 
 
 @register("NON_MAX_SUPPRESSION_V4", check=_nms_check)
-def non_max_suppression_v4(ctx: Any) -> list[Any]:
+def non_max_suppression_v4(ctx: OpContext) -> list[Any]:
     sel, _, n = _nms(ctx, soft=False)
     return [sel, n]
 
@@ -105,7 +106,7 @@ def _nms5_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("NON_MAX_SUPPRESSION_V5", check=_nms5_check)
-def non_max_suppression_v5(ctx: Any) -> list[Any]:
+def non_max_suppression_v5(ctx: OpContext) -> list[Any]:
     """Hard NMS (``soft_nms_sigma`` 0) that also returns the selected scores."""
     sel, _, n = _nms(ctx, soft=False)
     scores = tf.gather(tf.cast(ctx.input(1), tf.float32), sel)  # hard NMS leaves scores as they are
@@ -115,13 +116,13 @@ def non_max_suppression_v5(ctx: Any) -> list[Any]:
 
 # -- segment reductions ----------------------------------------------------------------------------------
 @register("SEGMENT_SUM")
-def segment_sum(ctx: Any) -> list[Any]:
+def segment_sum(ctx: OpContext) -> list[Any]:
     """Sorted segment ids; ``max(id) + 1`` output rows, rows of absent ids are 0 (as in TF)."""
     return [tf.math.segment_sum(ctx.input(0), ctx.input(1))]
 
 
 def _unsorted(fn_name: str) -> Any:
-    def rebuild(ctx: Any) -> list[Any]:
+    def rebuild(ctx: OpContext) -> list[Any]:
         n = ctx.const(2)
         num = int(np.asarray(n).reshape(-1)[0]) if n is not None else tf.reshape(ctx.input(2), [])
         return [getattr(tf.math, fn_name)(ctx.input(0), ctx.input(1), num)]
@@ -145,7 +146,7 @@ def _bucketize_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("BUCKETIZE", check=_bucketize_check)
-def bucketize(ctx: Any) -> list[Any]:
+def bucketize(ctx: OpContext) -> list[Any]:
     """Index of the first boundary greater than the value (``upper_bound``) on both sides."""
     b = [float(v) for v in ctx.options.get("boundaries") or []]
     return [tf.raw_ops.Bucketize(input=ctx.input(0), boundaries=b)]
@@ -158,37 +159,37 @@ def _rfft2d_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("RFFT2D", check=_rfft2d_check)
-def rfft2d(ctx: Any) -> list[Any]:
+def rfft2d(ctx: OpContext) -> list[Any]:
     """2-D real FFT over the innermost two axes (input cropped / zero-padded to ``fft_length``)."""
     n = [int(v) for v in np.asarray(ctx.const(1)).reshape(-1)]
     return [tf.signal.rfft2d(tf.cast(ctx.input(0), tf.float32), fft_length=n)]
 
 
 # -- random -----------------------------------------------------------------------------------------------
-def _seeds(ctx: Any) -> tuple[int, int]:
+def _seeds(ctx: OpContext) -> tuple[int, int]:
     o = ctx.options
     return int(o.get("seed", 0) or 0), int(o.get("seed2", 0) or 0)
 
 
-def _shape_arg(ctx: Any) -> Any:
+def _shape_arg(ctx: OpContext) -> Any:
     c = ctx.const(0)
     return tf.constant(np.asarray(c).astype(np.int32)) if c is not None else ctx.input(0)
 
 
 @register("RANDOM_STANDARD_NORMAL")
-def random_standard_normal(ctx: Any) -> list[Any]:
+def random_standard_normal(ctx: OpContext) -> list[Any]:
     seed, seed2 = _seeds(ctx)
     return [tf.raw_ops.RandomStandardNormal(shape=_shape_arg(ctx), dtype=ctx.out_dtype(0), seed=seed, seed2=seed2)]
 
 
 @register("RANDOM_UNIFORM")
-def random_uniform(ctx: Any) -> list[Any]:
+def random_uniform(ctx: OpContext) -> list[Any]:
     seed, seed2 = _seeds(ctx)
     return [tf.raw_ops.RandomUniform(shape=_shape_arg(ctx), dtype=ctx.out_dtype(0), seed=seed, seed2=seed2)]
 
 
 @register("MULTINOMIAL")
-def multinomial(ctx: Any) -> list[Any]:
+def multinomial(ctx: OpContext) -> list[Any]:
     seed, seed2 = _seeds(ctx)
     n = ctx.const(1)
     num = tf.constant(int(np.asarray(n).reshape(-1)[0]), tf.int32) if n is not None else \
@@ -224,7 +225,7 @@ def _table_key(table_id: int) -> tuple[str, int]:
 
 
 @register("HASHTABLE", check=_table_check)
-def hashtable(ctx: Any) -> list[Any]:
+def hashtable(ctx: OpContext) -> list[Any]:
     """One table per ``table_id``, shared by every subgraph (as TFLite's resource map shares it); the
     RESOURCE tensor carries the TF table's handle."""
     o = ctx.options
@@ -234,7 +235,7 @@ def hashtable(ctx: Any) -> list[Any]:
     return [table.table.resource_handle]
 
 
-def _owning_table(ctx: Any) -> Any:
+def _owning_table(ctx: OpContext) -> Any:
     ti = ctx.op.inputs[0]
     for op in ctx.subgraph.operators:
         if op.name == "HASHTABLE" and ti in op.outputs:
@@ -243,18 +244,18 @@ def _owning_table(ctx: Any) -> Any:
 
 
 @register("HASHTABLE_FIND")
-def hashtable_find(ctx: Any) -> list[Any]:
+def hashtable_find(ctx: OpContext) -> list[Any]:
     default = tf.reshape(ctx.input(2), [])
     return [tf.raw_ops.LookupTableFindV2(table_handle=ctx.input(0), keys=ctx.input(1), default_value=default)]
 
 
 @register("HASHTABLE_SIZE")
-def hashtable_size(ctx: Any) -> list[Any]:
+def hashtable_size(ctx: OpContext) -> list[Any]:
     return [tf.reshape(tf.raw_ops.LookupTableSizeV2(table_handle=ctx.input(0)), [1])]
 
 
 @register("HASHTABLE_IMPORT")
-def hashtable_import(ctx: Any) -> list[Any]:
+def hashtable_import(ctx: OpContext) -> list[Any]:
     """TFLite imports once (later imports are ignored) and keeps the first value of a repeated key;
     inserting the pairs in reverse order keeps the first one."""
     table = _owning_table(ctx)

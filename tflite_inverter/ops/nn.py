@@ -36,6 +36,7 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, round_half_away
+from .context import OpContext
 from .recurrent import _mbqm
 from .registry import register
 
@@ -48,7 +49,7 @@ def _softmax_table(in_scale: float, beta: float) -> np.ndarray:
     return np.array([math.exp(float(a)) for a in args], dtype=np.float64).astype(np.float32)
 
 
-def _exact_softmax(ctx: Any, x: Any, beta: float, y_float: Any) -> Any | None:
+def _exact_softmax(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and out_t.is_quantized
             and out_t.type_name in ("INT8", "UINT8", "INT16") and out_t.quantization.scale.size == 1):
@@ -112,7 +113,7 @@ def _lut16_lookup(v: Any, table: np.ndarray) -> Any:
 _R16 = 65535.0  # int16 max - min, the tables' input spacing
 
 
-def _softmax_int16(ctx: Any, x: Any, beta: float, y_float: Any) -> Any | None:
+def _softmax_int16(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | None:
     """The int16 -> int16 kernel exactly (module doc), or ``None`` when the op is not one."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and hybrid.is_q16(out_t)
@@ -141,7 +142,7 @@ def _softmax_int16(ctx: Any, x: Any, beta: float, y_float: Any) -> Any | None:
 
 
 @register("SOFTMAX")
-def softmax(ctx: Any) -> list[Any]:
+def softmax(ctx: OpContext) -> list[Any]:
     """``softmax(beta * x)`` over the last axis."""
     x = ctx.input(0)
     beta = float(ctx.options.get("beta", 1.0))
@@ -153,7 +154,7 @@ def softmax(ctx: Any) -> list[Any]:
 
 
 @register("LOG_SOFTMAX")
-def log_softmax(ctx: Any) -> list[Any]:
+def log_softmax(ctx: OpContext) -> list[Any]:
     """Over the last axis (LogSoftmaxOptions has no fields)."""
     return [tf.nn.log_softmax(ctx.input(0))]
 
@@ -218,7 +219,7 @@ def _inv_sqrt_multiplier(acc: Any) -> tuple[Any, Any]:
     return tf.where(small, tf.constant(_I32_MAX, tf.int64), y), tf.where(small, tf.zeros_like(shift), -shift)
 
 
-def _exact_l2(ctx: Any, x: Any, y_float: Any) -> Any | None:
+def _exact_l2(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     """TFLite's 8-bit L2_NORMALIZATION (builtin kernels; XNNPACK does not take it): the int32 sum of
     squared ``q - zero_point`` per row, its fixed-point inverse square root, then int8:
     ``MultiplyByQuantizedMultiplier(diff, m, shift + 7)`` (double rounding) clamped to [-128, 127];
@@ -245,7 +246,7 @@ def _exact_l2(ctx: Any, x: Any, y_float: Any) -> Any | None:
 
 
 @register("L2_NORMALIZATION", check=_l2_check)
-def l2_normalization(ctx: Any) -> list[Any]:
+def l2_normalization(ctx: OpContext) -> list[Any]:
     """``x / max(||x||, 1e-6)`` over the last axis; TFLite's epsilon bounds the norm at 1e-6, which is
     TensorFlow's ``l2_normalize`` bound of 1e-12 on the squared norm (the form the converter fuses
     into L2_NORMALIZATION). 8-bit models: the kernel's fixed-point arithmetic (:func:`_exact_l2`)."""
@@ -261,7 +262,7 @@ def _lrn_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("LOCAL_RESPONSE_NORMALIZATION", check=_lrn_check)
-def local_response_normalization(ctx: Any) -> list[Any]:
+def local_response_normalization(ctx: OpContext) -> list[Any]:
     """``x_c / (bias + alpha * sum_{|k-c|<=radius} x_k^2) ** beta`` over the last axis; TF's op has
     the same definition (alpha is not divided by the window size). Absent fields take the schema's
     defaults (all 0), not TensorFlow's."""

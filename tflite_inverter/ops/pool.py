@@ -23,6 +23,7 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, raw_codes, tf_padding
+from .context import OpContext
 from .registry import register
 
 
@@ -34,14 +35,14 @@ def _pool_check(op: Operator, sg: Subgraph) -> list[str]:
     return problems
 
 
-def _args(ctx: Any) -> dict[str, Any]:
+def _args(ctx: OpContext) -> dict[str, Any]:
     o = ctx.options
     return {"ksize": [o.get("filter_height", 1), o.get("filter_width", 1)],
             "strides": [o.get("stride_h", 1), o.get("stride_w", 1)],
             "padding": tf_padding(o.get("padding", "SAME"), ctx.where)}
 
 
-def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
+def _exact_average(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     """TFLite's integer average pool (the raw average, whatever the output's parameters), or ``None``
     for a float pool."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
@@ -77,7 +78,7 @@ def _exact_average(ctx: Any, x: Any, y_float: Any) -> Any | None:
 
 
 @register("AVERAGE_POOL_2D", check=_pool_check)
-def average_pool_2d(ctx: Any) -> list[Any]:
+def average_pool_2d(ctx: OpContext) -> list[Any]:
     x = ctx.input(0)
     y = tf.nn.avg_pool2d(x, **_args(ctx))
     exact = _exact_average(ctx, x, y)
@@ -85,7 +86,7 @@ def average_pool_2d(ctx: Any) -> list[Any]:
 
 
 @register("MAX_POOL_2D", check=_pool_check)
-def max_pool_2d(ctx: Any) -> list[Any]:
+def max_pool_2d(ctx: OpContext) -> list[Any]:
     """Exact in every type: the maximum of grid values is a grid value. The kernels take the maximum
     of the raw integers and clamp it to the activation range on the output's grid, without
     requantizing: other output parameters (the int16 kernel accepts them; XNNPACK, the default
@@ -95,7 +96,7 @@ def max_pool_2d(ctx: Any) -> list[Any]:
 
 
 @register("L2_POOL_2D", check=_pool_check)
-def l2_pool_2d(ctx: Any) -> list[Any]:
+def l2_pool_2d(ctx: OpContext) -> list[Any]:
     """``sqrt(sum(x^2) / n)`` over the valid elements of each window (TFLite's reference kernel)."""
     x = ctx.input(0)
     return [ctx.activation(tf.sqrt(tf.nn.avg_pool2d(tf.square(x), **_args(ctx))))]

@@ -11,16 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 from .._tf import tf
+from .context import OpContext
 from .registry import register
 
 
 @register("QUANTIZE")
-def quantize(ctx: Any) -> list[Any]:
+def quantize(ctx: OpContext) -> list[Any]:
     return [tf.identity(ctx.input(0))]
 
 
 @register("DEQUANTIZE")
-def dequantize(ctx: Any) -> list[Any]:
+def dequantize(ctx: OpContext) -> list[Any]:
     if ctx.is_const(0):
         return [ctx.weight(0)]
     x = ctx.input(0)

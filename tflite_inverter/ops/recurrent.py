@@ -48,6 +48,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Operator, Subgraph, Tensor
 from .common import apply_activation, round_half_away
+from .context import OpContext
 from .registry import register
 
 GATES = ("input", "forget", "cell", "output")
@@ -122,7 +123,7 @@ def _time_major(x: Any, time_major: bool) -> Any:
     return x if time_major else tf.transpose(x, [1, 0, 2])
 
 
-def _transposed(ctx: Any, i: int) -> Any:
+def _transposed(ctx: OpContext, i: int) -> Any:
     """Weight ``[out, in]`` as ``[in, out]`` for ``x @ w`` (constant: transposed once in numpy)."""
     if not ctx.has_input(i):
         return None
@@ -131,7 +132,7 @@ def _transposed(ctx: Any, i: int) -> Any:
     return tf.transpose(ctx.input(i))
 
 
-def _vector(ctx: Any, i: int) -> Any:
+def _vector(ctx: OpContext, i: int) -> Any:
     if not ctx.has_input(i):
         return None
     return ctx.weight(i) if ctx.is_const(i) else ctx.input(i)
@@ -166,14 +167,14 @@ def _layer_norm(x: Any) -> Any:
     return (x - mean) * tf.math.rsqrt(var + 1e-8)
 
 
-def _read_state(ctx: Any, i: int, shape: list[Any]) -> Any:
+def _read_state(ctx: OpContext, i: int, shape: list[Any]) -> Any:
     v = ctx.input(i)
     if v is None:
         raise ctx.unsupported(f"state input {i} is absent")
     return tf.reshape(tf.cast(v, tf.float32), shape)
 
 
-def _write_state(ctx: Any, i: int, value: Any) -> None:
+def _write_state(ctx: OpContext, i: int, value: Any) -> None:
     """Assign the final state to the variable behind input ``i`` (TFLite writes it in place)."""
     t = ctx.in_tensor(i)
     if t is None or not t.is_variable:
@@ -292,7 +293,7 @@ class FloatLstm:
         return GATES[1:] if self.cifg else GATES
 
 
-def _float_lstm(ctx: Any, lay: LstmLayout) -> FloatLstm:
+def _float_lstm(ctx: OpContext, lay: LstmLayout) -> FloatLstm:
     o = ctx.options
     present = [i for i in range(ctx.num_inputs) if ctx.has_input(i)]
 
@@ -567,7 +568,7 @@ class IntLstm:
         return GATES[1:] if self.cifg else GATES
 
 
-def _raw(ctx: Any, i: int, dtype: Any = np.int64) -> Any:
+def _raw(ctx: OpContext, i: int, dtype: Any = np.int64) -> Any:
     """A constant input's stored integers (the kernels use them as they are, whatever their scale)."""
     t = ctx.in_tensor(i)
     if t is None:
@@ -577,7 +578,7 @@ def _raw(ctx: Any, i: int, dtype: Any = np.int64) -> Any:
     return tf.constant(np.asarray(t.data(), dtype=dtype))
 
 
-def _int_lstm(ctx: Any, lay: LstmLayout) -> IntLstm:
+def _int_lstm(ctx: OpContext, lay: LstmLayout) -> IntLstm:
     """The parameters PopulateQuantizedLstmParams8x8_16 derives from the tensors' scales."""
     o = ctx.options
     sg, op = ctx.subgraph, ctx.op
@@ -687,7 +688,7 @@ def _int_step(p: IntLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]
     return out, c_new
 
 
-def _run_int(ctx: Any, p: IntLstm, lay: LstmLayout, xs: Any, h0: Any, c0: Any, reverse: bool
+def _run_int(ctx: OpContext, p: IntLstm, lay: LstmLayout, xs: Any, h0: Any, c0: Any, reverse: bool
              ) -> tuple[Any, Any, Any]:
     """Scan a time-major real sequence through the integer kernel; returns (real outputs, final real
     output state, final real cell state)."""
@@ -717,7 +718,7 @@ def _run_int(ctx: Any, p: IntLstm, lay: LstmLayout, xs: Any, h0: Any, c0: Any, r
 
 
 # -- LSTM: rebuilders ------------------------------------------------------------------------------
-def _lstm_direction(ctx: Any, lay: LstmLayout, xs: Any, aux: Any, reverse: bool) -> Any:
+def _lstm_direction(ctx: OpContext, lay: LstmLayout, xs: Any, aux: Any, reverse: bool) -> Any:
     """Run one direction over time-major ``xs`` ([T, B, in]); updates its state variables."""
     w_t, h_t = ctx.in_tensor(lay.x["output"]), ctx.in_tensor(lay.h["output"])
     n_cell = w_t.shape[0]
@@ -734,7 +735,7 @@ def _lstm_direction(ctx: Any, lay: LstmLayout, xs: Any, aux: Any, reverse: bool)
 
 
 @register("UNIDIRECTIONAL_SEQUENCE_LSTM", check=_uni_lstm_check)
-def unidirectional_sequence_lstm(ctx: Any) -> list[Any]:
+def unidirectional_sequence_lstm(ctx: OpContext) -> list[Any]:
     """An LSTM over a [batch, time, in] (or time-major) sequence; output [.., time, n_output]."""
     tm = bool(ctx.options.get("time_major", False))
     x = ctx.input(0)
@@ -745,7 +746,7 @@ def unidirectional_sequence_lstm(ctx: Any) -> list[Any]:
 
 
 @register("LSTM", check=_lstm_check)
-def lstm(ctx: Any) -> list[Any]:
+def lstm(ctx: OpContext) -> list[Any]:
     """One LSTM step on [batch, in] (the FULL kernel); the state variables carry it to the next call."""
     x = ctx.input(0)
     if x.shape.rank != 2:
@@ -756,7 +757,7 @@ def lstm(ctx: Any) -> list[Any]:
 
 
 @register("BIDIRECTIONAL_SEQUENCE_LSTM", check=_bidi_lstm_check)
-def bidirectional_sequence_lstm(ctx: Any) -> list[Any]:
+def bidirectional_sequence_lstm(ctx: OpContext) -> list[Any]:
     """Forward and backward LSTMs over the sequence (the backward one's outputs stay aligned with the
     input time steps); ``merge_outputs`` concatenates them on the last axis in output 0.
 
@@ -794,7 +795,7 @@ class FloatRnn:
     where: str
 
 
-def _rnn_params(ctx: Any, w: int, r: int, b: int, aux_w: int | None = None) -> FloatRnn:
+def _rnn_params(ctx: OpContext, w: int, r: int, b: int, aux_w: int | None = None) -> FloatRnn:
     return FloatRnn(w=_transposed(ctx, w), r=_transposed(ctx, r), b=_vector(ctx, b),
                     aux_w=_transposed(ctx, aux_w) if aux_w is not None else None,
                     activation=ctx.options.get("fused_activation_function", "NONE"),
@@ -863,7 +864,7 @@ def _birnn_check(op: Operator, sg: Subgraph) -> list[str]:
     return problems
 
 
-def _rnn_direction(ctx: Any, xs: Any, aux: Any, w: int, r: int, b: int, state: int, aux_w: int | None,
+def _rnn_direction(ctx: OpContext, xs: Any, aux: Any, w: int, r: int, b: int, state: int, aux_w: int | None,
                    reverse: bool) -> Any:
     units = ctx.in_tensor(w).shape[0]
     h0 = _read_state(ctx, state, [-1, units])
@@ -873,20 +874,20 @@ def _rnn_direction(ctx: Any, xs: Any, aux: Any, w: int, r: int, b: int, state: i
 
 
 @register("RNN", check=_rnn_check)
-def rnn(ctx: Any) -> list[Any]:
+def rnn(ctx: OpContext) -> list[Any]:
     """One step h = act(W x + R h + b) on [batch, in]; inputs: x, W, R, b, hidden state."""
     return [_rnn_direction(ctx, ctx.input(0)[None], None, 1, 2, 3, 4, None, False)[0]]
 
 
 @register("UNIDIRECTIONAL_SEQUENCE_RNN", check=_rnn_check)
-def unidirectional_sequence_rnn(ctx: Any) -> list[Any]:
+def unidirectional_sequence_rnn(ctx: OpContext) -> list[Any]:
     tm = bool(ctx.options.get("time_major", False))
     hs = _rnn_direction(ctx, _time_major(ctx.input(0), tm), None, 1, 2, 3, 4, None, False)
     return [_time_major(hs, tm)]
 
 
 @register("BIDIRECTIONAL_SEQUENCE_RNN", check=_birnn_check)
-def bidirectional_sequence_rnn(ctx: Any) -> list[Any]:
+def bidirectional_sequence_rnn(ctx: OpContext) -> list[Any]:
     """Inputs: x, fw W/R/b/state (1-4), bw W/R/b/state (5-8), aux input (9), fw/bw aux weights
     (10/11); the aux rules are those of BIDIRECTIONAL_SEQUENCE_LSTM."""
     o = ctx.options
@@ -960,7 +961,7 @@ def _svdf_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("SVDF", check=_svdf_check)
-def svdf(ctx: Any) -> list[Any]:
+def svdf(ctx: OpContext) -> list[Any]:
     """Rank-``rank`` SVDF: the state [batch, filters * memory] shifts left by one, the feature
     projection of the input enters at the newest position, each filter's memory is weighted by its
     time weights, ``rank`` filters are summed per unit, bias and activation follow.

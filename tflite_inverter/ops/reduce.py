@@ -47,18 +47,19 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import integer_range, raw_codes, round_half_away
+from .context import OpContext
 from .recurrent import mbqm_double
 from .registry import register
 
 
-def _rank(ctx: Any) -> int | None:
+def _rank(ctx: OpContext) -> int | None:
     t = ctx.in_tensor(0)
     if t.shape_signature or t.shape or t.has_rank:
         return len(t.shape_signature or t.shape)
     return None
 
 
-def _axes(ctx: Any) -> Any:
+def _axes(ctx: OpContext) -> Any:
     """The reduction axes: a sorted, de-duplicated list when constant, else the axis tensor."""
     if not ctx.is_const(1):
         return ctx.input(1)
@@ -75,7 +76,7 @@ def _axes(ctx: Any) -> Any:
 
 
 def _make_reducer(fn: Callable[..., Any], name: str) -> Callable[[Any], list[Any]]:
-    def rebuild(ctx: Any) -> list[Any]:
+    def rebuild(ctx: OpContext) -> list[Any]:
         keep = bool(ctx.options.get("keep_dims", False))
         x = ctx.input(0)
         if name in ("REDUCE_MAX", "REDUCE_MIN"):
@@ -112,7 +113,7 @@ class _Layout:
         self.in_zp, self.out_zp = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
 
 
-def _integer_layout(ctx: Any, axes: Any) -> _Layout | None:
+def _integer_layout(ctx: OpContext, axes: Any) -> _Layout | None:
     """The layout when faithful mode can emulate the integer kernel: per-tensor quantized input and
     output of one integer type, constant axes over static dimensions."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
@@ -145,7 +146,7 @@ def _xnnpack_sum(q: Any, lay: _Layout, mean: bool) -> Any:
     return tf.round(t + tf.constant(bias, tf.float32))
 
 
-def _exact_mean(ctx: Any, q: Any, lay: _Layout) -> Any:
+def _exact_mean(ctx: OpContext, q: Any, lay: _Layout) -> Any:
     """Output codes of quantized MEAN (see the module docstring for which kernel and why)."""
     if lay.type_name in ("INT8", "UINT8"):
         return _xnnpack_sum(q, lay, mean=True)
@@ -158,7 +159,7 @@ def _exact_mean(ctx: Any, q: Any, lay: _Layout) -> Any:
     return tf.cast(mbqm_double(tf.cast(acc, tf.int64), mult, shift), tf.float32) + lay.out_zp
 
 
-def _exact_sum(ctx: Any, q: Any, lay: _Layout) -> Any:
+def _exact_sum(ctx: OpContext, q: Any, lay: _Layout) -> Any:
     """Output codes of quantized SUM: XNNPACK for 8-bit, the builtin float rescale for int16."""
     if lay.type_name in ("INT8", "UINT8"):
         return _xnnpack_sum(q, lay, mean=False)
@@ -177,7 +178,7 @@ def _mbqm_int64(x: Any, mult: int, shift: int) -> Any:
     return tf.bitwise.right_shift(x * m + (1 << (total - 1)), total)
 
 
-def _exact_prod(ctx: Any, q: Any, lay: _Layout) -> Any:
+def _exact_prod(ctx: OpContext, q: Any, lay: _Layout) -> Any:
     """Quantized REDUCE_PROD (int8/int16): rescaled running product in row-major order."""
     if lay.type_name not in ("INT8", "INT16"):
         return None
@@ -212,7 +213,7 @@ for _name, _fn in _REDUCERS.items():
     register(_name)(_make_reducer(_fn, _name))
 
 
-def _scalar_axis(ctx: Any) -> Any:
+def _scalar_axis(ctx: OpContext) -> Any:
     """ARG_MAX/ARG_MIN/CUMSUM take one axis (a scalar or a 1-element tensor)."""
     if ctx.is_const(1):
         vals = ctx.const(1).reshape(-1)
@@ -231,23 +232,23 @@ def _arg_check(op: Operator, sg: Subgraph) -> list[str]:
     return []
 
 
-def _arg(ctx: Any, fn: Callable[..., Any]) -> list[Any]:
+def _arg(ctx: OpContext, fn: Callable[..., Any]) -> list[Any]:
     """TFLite, like TensorFlow, returns the first index on ties."""
     return [fn(ctx.input(0), axis=_scalar_axis(ctx), output_type=ctx.out_dtype(0))]
 
 
 @register("ARG_MAX", check=_arg_check)
-def arg_max(ctx: Any) -> list[Any]:
+def arg_max(ctx: OpContext) -> list[Any]:
     return _arg(ctx, tf.math.argmax)
 
 
 @register("ARG_MIN", check=_arg_check)
-def arg_min(ctx: Any) -> list[Any]:
+def arg_min(ctx: OpContext) -> list[Any]:
     return _arg(ctx, tf.math.argmin)
 
 
 @register("CUMSUM")
-def cumsum(ctx: Any) -> list[Any]:
+def cumsum(ctx: OpContext) -> list[Any]:
     o = ctx.options
     return [tf.cumsum(ctx.input(0), axis=_scalar_axis(ctx), exclusive=bool(o.get("exclusive", False)),
                       reverse=bool(o.get("reverse", False)))]

@@ -1,7 +1,7 @@
 """The rebuilder registry: op key -> rebuild function.
 
 A rebuilder is a small function ``fn(ctx) -> list of output values`` registered with
-``@register("CONV_2D", ...)``. It receives an :class:`~tflite_inverter.rebuild.OpContext` (the
+``@register("CONV_2D", ...)``. It receives an :class:`~tflite_inverter.ops.context.OpContext` (the
 operator with its decoded options, its input values, its constants) and returns one value per
 operator output. It knows nothing about files, CLIs or other ops.
 
@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..ir import Operator, Subgraph
+from .context import OpContext
 
-RebuildFn = Callable[[Any], Sequence[Any]]
+RebuildFn = Callable[[OpContext], Sequence[Any]]
 CheckFn = Callable[[Operator, Subgraph], list[str]]
 #: A check that needs the whole model (e.g. the body subgraph an op names).
 ModelCheckFn = Callable[[Operator, Subgraph, Any], list[str]]
@@ -127,12 +128,8 @@ def load_all() -> None:
     global _loaded
     if _loaded:
         return
-    for fam in FAMILIES:
-        try:
-            importlib.import_module(f"{__package__}.{fam}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{fam}":
-                raise
+    for fam in FAMILIES:  # a family that fails to import is an error, never silently fewer ops
+        importlib.import_module(f"{__package__}.{fam}")
     _loaded = True
 
 

@@ -28,10 +28,11 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import raw_codes
+from .context import OpContext
 from .registry import register
 
 
-def _size(ctx: Any) -> Any:
+def _size(ctx: OpContext) -> Any:
     """The output ``[height, width]``: a Python list when constant (keeps shapes static)."""
     c = ctx.const(1)
     return [int(v) for v in c] if c is not None else ctx.input(1)
@@ -71,7 +72,7 @@ def bilinear_q10(in_size: int, out_size: int, align_corners: bool, half_pixel_ce
     return lower, upper, v - 1024 * lower
 
 
-def _exact_bilinear(ctx: Any, x: Any, y_float: Any) -> Any | None:
+def _exact_bilinear(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     """8-bit: XNNPACK's 11-bit interpolation; int16 (builtin kernel): TFLite's 10-bit reference one."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     size = ctx.const(1)
@@ -107,7 +108,7 @@ def _exact_bilinear(ctx: Any, x: Any, y_float: Any) -> Any | None:
 
 
 @register("RESIZE_BILINEAR", check=_bilinear_check)
-def resize_bilinear(ctx: Any) -> list[Any]:
+def resize_bilinear(ctx: OpContext) -> list[Any]:
     o = ctx.options
     x = ctx.input(0)
     y = tf.compat.v1.image.resize_bilinear(x, _size(ctx), align_corners=bool(o.get("align_corners")),
@@ -149,7 +150,7 @@ def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel
 
 
 @register("RESIZE_NEAREST_NEIGHBOR", check=_nearest_check)
-def resize_nearest_neighbor(ctx: Any) -> list[Any]:
+def resize_nearest_neighbor(ctx: OpContext) -> list[Any]:
     o = ctx.options
     x = raw_codes(ctx.input(0), ctx.in_tensor(0), ctx.out_tensor(0))
     align, half = bool(o.get("align_corners")), bool(o.get("half_pixel_centers"))

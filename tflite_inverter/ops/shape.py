@@ -32,23 +32,24 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import constant_pad, raw_codes, round_half_away
+from .context import OpContext
 from .registry import register
 
 
 # -- parameter helpers -----------------------------------------------------------------------------
-def _ints(ctx: Any, i: int) -> list[int] | None:
+def _ints(ctx: OpContext, i: int) -> list[int] | None:
     """Constant input ``i`` flattened to Python ints, or ``None`` when it is computed at run time."""
     c = ctx.const(i)
     return None if c is None else [int(v) for v in np.asarray(c).reshape(-1)]
 
 
-def _int_param(ctx: Any, i: int) -> Any:
+def _int_param(ctx: OpContext, i: int) -> Any:
     """Input ``i`` as a list of ints when constant (static shapes), else its tensor value."""
     v = _ints(ctx, i)
     return ctx.input(i) if v is None else v
 
 
-def _scalar_param(ctx: Any, i: int) -> Any:
+def _scalar_param(ctx: OpContext, i: int) -> Any:
     """A scalar parameter (axis, k, depth): an ``int`` when constant, else a rank-0 tensor.
 
     TFLite accepts such scalars as shape ``[]`` or ``[1]`` tensors; TF wants rank 0."""
@@ -68,7 +69,7 @@ def _indices(x: Any) -> Any:
     return x if x.dtype in (tf.int32, tf.int64) else tf.cast(x, tf.int32)
 
 
-def _pairs(ctx: Any, i: int) -> Any:
+def _pairs(ctx: OpContext, i: int) -> Any:
     """A ``[n, 2]`` paddings/crops input as nested lists when constant, else its tensor value."""
     c = ctx.const(i)
     if c is None:
@@ -82,19 +83,19 @@ def _static_dims(t: Any) -> list[int] | None:
     return None if any(d < 0 for d in sig) else list(sig)
 
 
-def _raw(ctx: Any, outs: list[Any], src: int = 0) -> list[Any]:
+def _raw(ctx: OpContext, outs: list[Any], src: int = 0) -> list[Any]:
     """Every output as the raw integers of input ``src`` read with that output's parameters."""
     return [raw_codes(y, ctx.in_tensor(src), ctx.out_tensor(k)) for k, y in enumerate(outs)]
 
 
-def _raw_input(ctx: Any, i: int = 0) -> Any:
+def _raw_input(ctx: OpContext, i: int = 0) -> Any:
     """Input ``i`` reinterpreted with output 0's parameters (for ops that pad with real 0)."""
     return raw_codes(ctx.input(i), ctx.in_tensor(i), ctx.out_tensor(0))
 
 
 # -- reshaping -------------------------------------------------------------------------------------
 @register("RESHAPE")
-def reshape(ctx: Any) -> list[Any]:
+def reshape(ctx: OpContext) -> list[Any]:
     """TFLite takes the shape from input 1 only when it is an int32 vector; otherwise from the
     ``new_shape`` option, where the legacy value ``[0]`` means a scalar (reshape.cc)."""
     x = ctx.input(0)
@@ -111,7 +112,7 @@ def reshape(ctx: Any) -> list[Any]:
 
 
 @register("SQUEEZE")
-def squeeze(ctx: Any) -> list[Any]:
+def squeeze(ctx: OpContext) -> list[Any]:
     """Empty ``squeeze_dims`` removes every size-1 dim; the static ones are named so the rank stays
     known, unless a dynamic dim must go too (the output rank says so)."""
     x = ctx.input(0)
@@ -125,12 +126,12 @@ def squeeze(ctx: Any) -> list[Any]:
 
 
 @register("EXPAND_DIMS")
-def expand_dims(ctx: Any) -> list[Any]:
+def expand_dims(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.expand_dims(ctx.input(0), _scalar_param(ctx, 1))])
 
 
 @register("TRANSPOSE")
-def transpose(ctx: Any) -> list[Any]:
+def transpose(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.transpose(ctx.input(0), _int_param(ctx, 1))])
 
 
@@ -143,7 +144,7 @@ def _strided_slice_check(op: Operator, sg: Subgraph) -> list[str]:
     return []
 
 
-def _offset_begin_end(ctx: Any, begin: Any, end: Any, strides: list[int]) -> tuple[Any, Any]:
+def _offset_begin_end(ctx: OpContext, begin: Any, end: Any, strides: list[int]) -> tuple[Any, Any]:
     """``offset=true``: ``end`` holds sizes. TFLite first normalises ``begin`` (negative index + dim,
     clamp, begin_mask) and then uses ``end = begin + size`` (strided_slice.h EndForAxis); we do the
     same and pass the normalised begin with begin_mask cleared."""
@@ -173,7 +174,7 @@ def _offset_begin_end(ctx: Any, begin: Any, end: Any, strides: list[int]) -> tup
 
 
 @register("STRIDED_SLICE", check=_strided_slice_check)
-def strided_slice(ctx: Any) -> list[Any]:
+def strided_slice(ctx: OpContext) -> list[Any]:
     """Every mask maps onto ``tf.strided_slice`` one to one (same bit meanings)."""
     o = ctx.options
     x = ctx.input(0)
@@ -191,7 +192,7 @@ def strided_slice(ctx: Any) -> list[Any]:
 
 
 @register("SLICE")
-def slice_(ctx: Any) -> list[Any]:
+def slice_(ctx: OpContext) -> list[Any]:
     """``size = -1`` means "to the end", as in ``tf.slice``."""
     return _raw(ctx, [tf.slice(ctx.input(0), _int_param(ctx, 1), _int_param(ctx, 2))])
 
@@ -230,7 +231,7 @@ def _rescaled_uint8(x: Any, t: Any, out: Any) -> Any:
 
 
 @register("CONCATENATION", check=_concat_check)
-def concatenation(ctx: Any) -> list[Any]:
+def concatenation(ctx: OpContext) -> list[Any]:
     """The uint8 kernel requantizes inputs whose parameters differ from the output's (faithful mode:
     its float32 arithmetic, :func:`_rescaled_uint8`; the default interpreter runs that kernel for
     them too, measured; the float concat plus the output rounding is 1 LSB off on ties), the int8
@@ -247,23 +248,23 @@ def concatenation(ctx: Any) -> list[Any]:
 
 
 @register("PACK")
-def pack(ctx: Any) -> list[Any]:
+def pack(ctx: OpContext) -> list[Any]:
     return [tf.stack(ctx.inputs, axis=int(ctx.options.get("axis", 0)))]
 
 
 @register("UNPACK")
-def unpack(ctx: Any) -> list[Any]:
+def unpack(ctx: OpContext) -> list[Any]:
     return _raw(ctx, list(tf.unstack(ctx.input(0), num=ctx.num_outputs, axis=int(ctx.options.get("axis", 0)))))
 
 
 @register("SPLIT")
-def split(ctx: Any) -> list[Any]:
+def split(ctx: OpContext) -> list[Any]:
     """Inputs are (axis, value): the axis comes first for SPLIT."""
     return _raw(ctx, list(tf.split(ctx.input(1), ctx.num_outputs, axis=_scalar_param(ctx, 0))), src=1)
 
 
 @register("SPLIT_V")
-def split_v(ctx: Any) -> list[Any]:
+def split_v(ctx: OpContext) -> list[Any]:
     """Inputs are (value, size_splits, axis); one size may be -1 (the rest)."""
     sizes = _int_param(ctx, 1)
     return _raw(ctx, list(tf.split(ctx.input(0), sizes, axis=_scalar_param(ctx, 2), num=ctx.num_outputs)))
@@ -271,28 +272,28 @@ def split_v(ctx: Any) -> list[Any]:
 
 # -- replication and padding ----------------------------------------------------------------------
 @register("TILE")
-def tile(ctx: Any) -> list[Any]:
+def tile(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.tile(ctx.input(0), _int_param(ctx, 1))])
 
 
 @register("BROADCAST_TO")
-def broadcast_to(ctx: Any) -> list[Any]:
+def broadcast_to(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.broadcast_to(ctx.input(0), _int_param(ctx, 1))])
 
 
 @register("BROADCAST_ARGS")
-def broadcast_args(ctx: Any) -> list[Any]:
+def broadcast_args(ctx: OpContext) -> list[Any]:
     return [tf.raw_ops.BroadcastArgs(s0=ctx.input(0), s1=ctx.input(1))]
 
 
 @register("PAD")
-def pad(ctx: Any) -> list[Any]:
+def pad(ctx: OpContext) -> list[Any]:
     """Pads with 0 (for quantized tensors TFLite pads with the zero point, i.e. real 0)."""
     return [constant_pad(_raw_input(ctx), _pairs(ctx, 1))]
 
 
 @register("PADV2")
-def pad_v2(ctx: Any) -> list[Any]:
+def pad_v2(ctx: OpContext) -> list[Any]:
     """The pad value is input 2 (TFLite requires it on the output's quantization grid)."""
     x = _raw_input(ctx)
     if not ctx.has_input(2):
@@ -307,25 +308,25 @@ _MIRROR_MODES = ("REFLECT", "SYMMETRIC")
 
 @register("MIRROR_PAD", check=lambda op, sg: [] if op.options.get("mode", "REFLECT") in _MIRROR_MODES
           else [f"mirror pad mode {op.options.get('mode')!r}"])
-def mirror_pad(ctx: Any) -> list[Any]:
+def mirror_pad(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.pad(ctx.input(0), _pairs(ctx, 1), mode=ctx.options.get("mode", "REFLECT"))])
 
 
 # -- gathering and scattering ----------------------------------------------------------------------
 @register("GATHER")
-def gather(ctx: Any) -> list[Any]:
+def gather(ctx: OpContext) -> list[Any]:
     o = ctx.options
     return _raw(ctx, [tf.gather(ctx.input(0), _indices(ctx.input(1)), axis=int(o.get("axis", 0)),
                                 batch_dims=int(o.get("batch_dims", 0)))])
 
 
 @register("GATHER_ND")
-def gather_nd(ctx: Any) -> list[Any]:
+def gather_nd(ctx: OpContext) -> list[Any]:
     return [tf.gather_nd(_raw_input(ctx), _indices(ctx.input(1)))]
 
 
 @register("SCATTER_ND")
-def scatter_nd(ctx: Any) -> list[Any]:
+def scatter_nd(ctx: OpContext) -> list[Any]:
     """Inputs are (indices, updates, shape); duplicate indices add up, in TFLite as in TF."""
     indices = ctx.input(0)
     return [tf.scatter_nd(indices, ctx.input(1), _same_int_type(_int_param(ctx, 2), indices.dtype))]
@@ -349,7 +350,7 @@ def _xla_dynamic_update_slice() -> Any:
 
 
 @register("DYNAMIC_UPDATE_SLICE")
-def dynamic_update_slice(ctx: Any) -> list[Any]:
+def dynamic_update_slice(ctx: OpContext) -> list[Any]:
     """Start indices are clamped so the update fits, in TFLite and XLA alike."""
     x, u = ctx.input(0), ctx.input(1)
     return [_xla_dynamic_update_slice()(x, tf.cast(u, x.dtype), ctx.input(2))]
@@ -364,7 +365,7 @@ def _embedding_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("EMBEDDING_LOOKUP", check=_embedding_check)
-def embedding_lookup(ctx: Any) -> list[Any]:
+def embedding_lookup(ctx: OpContext) -> list[Any]:
     """Rows of the table (input 1) picked by the ids (input 0). Hybrid tables (int8 weights with a
     float output) are already real-valued here, dequantized per row as TFLite does."""
     return [tf.gather(ctx.input(1), _indices(ctx.input(0)))]
@@ -372,32 +373,32 @@ def embedding_lookup(ctx: Any) -> list[Any]:
 
 # -- space/depth/batch rearrangements ------------------------------------------------------------
 @register("SPACE_TO_DEPTH")
-def space_to_depth(ctx: Any) -> list[Any]:
+def space_to_depth(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.nn.space_to_depth(ctx.input(0), int(ctx.options["block_size"]))])
 
 
 @register("DEPTH_TO_SPACE")
-def depth_to_space(ctx: Any) -> list[Any]:
+def depth_to_space(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.nn.depth_to_space(ctx.input(0), int(ctx.options["block_size"]))])
 
 
 @register("SPACE_TO_BATCH_ND")
-def space_to_batch_nd(ctx: Any) -> list[Any]:
+def space_to_batch_nd(ctx: OpContext) -> list[Any]:
     return [tf.space_to_batch_nd(_raw_input(ctx), _int_param(ctx, 1), _pairs(ctx, 2))]
 
 
 @register("BATCH_TO_SPACE_ND")
-def batch_to_space_nd(ctx: Any) -> list[Any]:
+def batch_to_space_nd(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.batch_to_space(ctx.input(0), _int_param(ctx, 1), _pairs(ctx, 2))])
 
 
 @register("REVERSE_V2")
-def reverse_v2(ctx: Any) -> list[Any]:
+def reverse_v2(ctx: OpContext) -> list[Any]:
     return _raw(ctx, [tf.reverse(ctx.input(0), _int_param(ctx, 1))])
 
 
 @register("REVERSE_SEQUENCE")
-def reverse_sequence(ctx: Any) -> list[Any]:
+def reverse_sequence(ctx: OpContext) -> list[Any]:
     o = ctx.options
     return [tf.reverse_sequence(ctx.input(0), ctx.input(1), seq_axis=int(o.get("seq_dim", 0)),
                                 batch_axis=int(o.get("batch_dim", 0)))]
@@ -410,7 +411,7 @@ def _dilate_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("DILATE", check=_dilate_check)
-def dilate(ctx: Any) -> list[Any]:
+def dilate(ctx: OpContext) -> list[Any]:
     """Interior padding: ``dilations[i] - 1`` copies of the padding value between neighbours along
     axis i. No single TF op does this, so each dilated axis is expand_dims + pad + reshape + slice.
     TFLite copies the padding value's raw bytes, i.e. reads it on the output's quantization grid."""
@@ -450,34 +451,34 @@ def _index_type_check(key: str, default: str) -> Any:
 
 
 @register("SHAPE", check=_index_type_check("out_type", "INT32"))
-def shape(ctx: Any) -> list[Any]:
+def shape(ctx: OpContext) -> list[Any]:
     return [tf.shape(ctx.input(0), out_type=getattr(tf, ctx.options.get("out_type", "INT32").lower()))]
 
 
 @register("RANK")
-def rank(ctx: Any) -> list[Any]:
+def rank(ctx: OpContext) -> list[Any]:
     return [tf.rank(ctx.input(0))]
 
 
 @register("FILL")
-def fill(ctx: Any) -> list[Any]:
+def fill(ctx: OpContext) -> list[Any]:
     """Input 1 is the (scalar) fill value; its dtype is the output's."""
     return [tf.fill(_int_param(ctx, 0), tf.reshape(ctx.input(1), []))]
 
 
 @register("ZEROS_LIKE")
-def zeros_like(ctx: Any) -> list[Any]:
+def zeros_like(ctx: OpContext) -> list[Any]:
     return [tf.zeros_like(ctx.input(0))]
 
 
 @register("RANGE")
-def range_(ctx: Any) -> list[Any]:
+def range_(ctx: OpContext) -> list[Any]:
     start, limit, delta = (tf.reshape(ctx.input(i), []) for i in range(3))
     return [tf.range(start, limit, delta)]
 
 
 @register("ONE_HOT")
-def one_hot(ctx: Any) -> list[Any]:
+def one_hot(ctx: OpContext) -> list[Any]:
     """Inputs are (indices, depth, on_value, off_value); the output dtype is on_value's."""
     on, off = tf.reshape(ctx.input(2), []), tf.reshape(ctx.input(3), [])
     return [tf.one_hot(ctx.input(0), _scalar_param(ctx, 1), on_value=on, off_value=tf.cast(off, on.dtype),
@@ -485,18 +486,18 @@ def one_hot(ctx: Any) -> list[Any]:
 
 
 @register("MATRIX_DIAG")
-def matrix_diag(ctx: Any) -> list[Any]:
+def matrix_diag(ctx: OpContext) -> list[Any]:
     return [tf.linalg.diag(ctx.input(0))]
 
 
 @register("MATRIX_SET_DIAG")
-def matrix_set_diag(ctx: Any) -> list[Any]:
+def matrix_set_diag(ctx: OpContext) -> list[Any]:
     x = ctx.input(0)
     return [tf.linalg.set_diag(x, tf.cast(ctx.input(1), x.dtype))]
 
 
 @register("SPARSE_TO_DENSE")
-def sparse_to_dense(ctx: Any) -> list[Any]:
+def sparse_to_dense(ctx: OpContext) -> list[Any]:
     """Inputs are (indices, output_shape, values, default_value). TFLite never checks indices
     (``validate_indices`` is a no-op in sparse_to_dense.cc), so TF is told not to either."""
     values, indices = _raw_input(ctx, 2), ctx.input(0)
@@ -508,14 +509,14 @@ def sparse_to_dense(ctx: Any) -> list[Any]:
 
 # -- selection -------------------------------------------------------------------------------------
 @register("SELECT")
-def select(ctx: Any) -> list[Any]:
+def select(ctx: OpContext) -> list[Any]:
     """SELECT (v1): the condition has x's shape, or is a scalar, or a vector over x's first dim."""
     x = _raw_input(ctx, 1)
     return [tf.raw_ops.Select(condition=ctx.input(0), x=x, y=tf.cast(_raw_input(ctx, 2), x.dtype))]
 
 
 @register("SELECT_V2")
-def select_v2(ctx: Any) -> list[Any]:
+def select_v2(ctx: OpContext) -> list[Any]:
     """SELECT_V2 broadcasts all three inputs."""
     x = _raw_input(ctx, 1)
     return [tf.where(ctx.input(0), x, tf.cast(_raw_input(ctx, 2), x.dtype))]
@@ -529,19 +530,19 @@ def _where_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("WHERE", check=_where_check)
-def where(ctx: Any) -> list[Any]:
+def where(ctx: OpContext) -> list[Any]:
     """The int64 coordinates of the true (non-zero) elements."""
     return [tf.where(ctx.input(0))]
 
 
 @register("UNIQUE", check=_index_type_check("idx_out_type", "INT32"))
-def unique(ctx: Any) -> list[Any]:
+def unique(ctx: OpContext) -> list[Any]:
     y, idx = tf.unique(ctx.input(0), out_idx=getattr(tf, ctx.options.get("idx_out_type", "INT32").lower()))
     return [y, idx]
 
 
 @register("TOPK_V2")
-def topk_v2(ctx: Any) -> list[Any]:
+def topk_v2(ctx: OpContext) -> list[Any]:
     """Inputs are (values, k); outputs are the sorted top-k values and their int32 indices."""
     values, indices = tf.math.top_k(_raw_input(ctx), _scalar_param(ctx, 1), sorted=True)
     return [values, indices]

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import InvalidModelError
 from ..ir import Tensor
+from .context import OpContext
 from .registry import register
 
 _DENSE, _SPARSE_CSR = 0, 1
@@ -172,7 +173,7 @@ def densify(t: Tensor) -> np.ndarray:
 
 
 @register("DENSIFY")
-def densify_op(ctx: Any) -> list[Any]:
+def densify_op(ctx: OpContext) -> list[Any]:
     """DENSIFY turns a sparse constant into a dense tensor; the builder already densifies constants
     (``GraphBuilder.const_array``), so the output is the dense weight itself."""
     if not ctx.is_const(0):

@@ -27,6 +27,7 @@ import numpy as np
 from .._tf import tf
 from ..ir import Operator, Subgraph, Tensor
 from .common import constant_pad, integer_range
+from .context import OpContext
 from .registry import not_rebuilt, register
 
 # -- ops without a TFLite kernel -------------------------------------------------------------------
@@ -84,7 +85,7 @@ def _scalar(x: Any) -> Any:
     return tf.reshape(x, [])
 
 
-def _static_shape(ctx: Any, x: Any, what: str) -> list[int]:
+def _static_shape(ctx: OpContext, x: Any, what: str) -> list[int]:
     if x.shape.rank is None or any(d is None for d in x.shape.as_list()):
         raise ctx.unsupported(f"{what} needs a static shape, it has {x.shape}")
     return [int(d) for d in x.shape.as_list()]
@@ -141,7 +142,7 @@ def _and_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("STABLEHLO_AND", check=_and_check)
-def stablehlo_and(ctx: Any) -> list[Any]:
+def stablehlo_and(ctx: OpContext) -> list[Any]:
     """Logical AND of booleans, bitwise AND of integers (the kernel's ``&``)."""
     a, b = ctx.input(0), ctx.input(1)
     if a.dtype == tf.bool:
@@ -159,7 +160,7 @@ def _pad_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("STABLEHLO_PAD", check=_pad_check)
-def stablehlo_pad(ctx: Any) -> list[Any]:
+def stablehlo_pad(ctx: OpContext) -> list[Any]:
     """Interior padding, then edge padding (negative = crop), all with the padding value (input 1).
 
     Without interior padding or crops this is one ``tf.pad`` (PAD/PADV2 on a round trip)."""
@@ -178,7 +179,7 @@ def stablehlo_pad(ctx: Any) -> list[Any]:
 
 
 # -- STABLEHLO_GATHER ----------------------------------------------------------------------------------
-def _index_vectors(ctx: Any, indices: Any, ivd: int) -> Any:
+def _index_vectors(ctx: OpContext, indices: Any, ivd: int) -> Any:
     """Indices with the index vector moved last (an implicit trailing 1 when ``ivd == rank``)."""
     rank = indices.shape.rank
     if ivd == rank:
@@ -215,7 +216,7 @@ def _gather_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("STABLEHLO_GATHER", check=_gather_check)
-def stablehlo_gather(ctx: Any) -> list[Any]:
+def stablehlo_gather(ctx: OpContext) -> list[Any]:
     """General StableHLO gather as one ``tf.gather_nd`` over the indexed dimensions.
 
     Start indices are clamped to ``[0, dim - slice_size]`` (as the kernel does). The dimensions not in
@@ -314,7 +315,7 @@ def _scatter_body_check(op: Operator, sg: Subgraph, model: Any) -> list[str]:
 
 
 @register("STABLEHLO_SCATTER", check=_scatter_check, model_check=_scatter_body_check)
-def stablehlo_scatter(ctx: Any) -> list[Any]:
+def stablehlo_scatter(ctx: OpContext) -> list[Any]:
     """General StableHLO scatter: every update element gets its full operand coordinate (start index
     from ``scatter_dims_to_operand_dims`` + window offset with ``inserted_window_dims`` as zeros), those
     outside the operand are dropped (the kernel's choice), and the body combines them:
@@ -412,7 +413,7 @@ def _reduce_window_body_check(op: Operator, sg: Subgraph, model: Any) -> list[st
 
 
 @register("STABLEHLO_REDUCE_WINDOW", check=_reduce_window_check, model_check=_reduce_window_body_check)
-def stablehlo_reduce_window(ctx: Any) -> list[Any]:
+def stablehlo_reduce_window(ctx: OpContext) -> list[Any]:
     """Base dilation and edge padding/cropping with the init value (input 1), then a window reduction.
 
     The window is a box and the body associative and commutative, so the reduction runs one axis at a
@@ -477,7 +478,7 @@ def _case_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("STABLEHLO_CASE", check=_case_check)
-def stablehlo_case(ctx: Any) -> list[Any]:
+def stablehlo_case(ctx: OpContext) -> list[Any]:
     """``tf.switch_case`` over the branch subgraphs, given inputs 1.. of the op. An index outside
     ``[0, n)`` runs the last branch (kernel and spec), which ``tf.switch_case`` does natively."""
     branches = [int(b) for b in (ctx.options.get("branch_subgraph_indices") or [])]
@@ -566,7 +567,7 @@ def _rng_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("STABLEHLO_RNG_BIT_GENERATOR", check=_rng_check)
-def stablehlo_rng_bit_generator(ctx: Any) -> list[Any]:
+def stablehlo_rng_bit_generator(ctx: OpContext) -> list[Any]:
     """Counter-based random bits from the state input, bit for bit as the kernel: key = state words
     0-1, counter = words 2-3 (Philox also words 4-5 of a 3-word state, else the key again); one
     Philox4x32 / Threefry2x32 block per 4 / 2 output words, counting up the low counter word with a

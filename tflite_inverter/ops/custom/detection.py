@@ -39,6 +39,7 @@ from typing import Any
 
 from ..._tf import tf
 from ...ir import Operator, Subgraph
+from ..context import OpContext
 from ..registry import register
 from .mediapipe import composite
 
@@ -157,7 +158,7 @@ _KERNEL_DETECTIONS_PER_CLASS = 100  # the kernel's default when the option is ab
 
 
 @register("CUSTOM:TFLite_Detection_PostProcess", check=_check)
-def detection_postprocess(ctx: Any) -> list[Any]:
+def detection_postprocess(ctx: OpContext) -> list[Any]:
     p = _params(ctx.op)
     batch = ctx.in_tensor(0).shape[0]
     offset = ctx.in_tensor(1).shape[2] - int(p["num_classes"])

@@ -26,6 +26,7 @@ from flatbuffers import flexbuffers
 
 from ..._tf import tf
 from ...ir import Operator, Subgraph
+from ..context import OpContext
 from ..registry import register
 
 _PREFIX = "Flex"
@@ -198,7 +199,7 @@ def _attr_value(v: Any, where: str) -> Any:
 
 
 @register("CUSTOM:Flex*", check=_check)
-def flex_op(ctx: Any) -> list[Any]:
+def flex_op(ctx: OpContext) -> list[Any]:
     checked = _node_def(ctx.op)
     if isinstance(checked, str):
         raise ctx.unsupported(checked)

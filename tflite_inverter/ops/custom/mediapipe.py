@@ -34,6 +34,7 @@ import numpy as np
 
 from ..._tf import tf
 from ...ir import Operator, Subgraph
+from ..context import OpContext
 from ..registry import register
 
 _SAME, _VALID = 1, 2
@@ -133,7 +134,7 @@ def _tconv_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:Convolution2DTransposeBias", check=_tconv_check)
-def conv2d_transpose_bias(ctx: Any) -> list[Any]:
+def conv2d_transpose_bias(ctx: OpContext) -> list[Any]:
     """Transposed convolution plus bias. The kernel pads by ``max(0, k - (in-1) % s - 1)`` in total
     (SAME) or 0 (VALID), the before-part being half of it, and crops the full ``s*(in-1)+k`` result:
     that is exactly TF's ``conv2d_transpose`` with the output size ``s*(in-1)+k-pad`` and padding
@@ -169,7 +170,7 @@ def _clamp(x: Any, act: int) -> Any:
 
 
 @register("CUSTOM:MaxPoolingWithArgmax2D", check=lambda op, sg: _pool_check(op, sg, 1))
-def max_pool_argmax(ctx: Any) -> list[Any]:
+def max_pool_argmax(ctx: OpContext) -> list[Any]:
     """Max pool plus the position of each maximum *inside its window*, ``ky * filter_w + kx + 0.1``
     as float32 (MediaPipe's convention; the window origin includes the padding offset, padded cells
     never win). The ``filter_h * filter_w`` window cells are laid side by side on a new axis
@@ -231,7 +232,7 @@ def _unpool_check(op: Operator, sg: Subgraph) -> list[str]:
     return problems
 
 
-def _from_argmax_pool(ctx: Any) -> bool:
+def _from_argmax_pool(ctx: OpContext) -> bool:
     """Whether the indices are the index output of a MaxPoolingWithArgmax2D with the same window
     (so each is a window position in ``[0, filter_h * filter_w)``)."""
     ti, p = ctx.op.inputs[1], _pool_params(ctx.op)
@@ -252,7 +253,7 @@ def _unpool_tiles(x: Any, idx: Any, f: int) -> Any:
 
 
 @register("CUSTOM:MaxUnpooling2D", "CUSTOM:LiteRtMaxUnpooling2D", check=_unpool_check)
-def max_unpooling(ctx: Any) -> list[Any]:
+def max_unpooling(ctx: OpContext) -> list[Any]:
     """Scatter each value to the output position its index names, zeros elsewhere.
 
     Float indices (MediaPipe): a window position ``ky * filter_w + kx`` (truncated to int as C does),
@@ -362,7 +363,7 @@ def _mat(rows: list[list[Any]]) -> Any:
 
 
 @register("CUSTOM:Landmarks2TransformMatrix", check=_l2t_check)
-def landmarks_to_transform_matrix(ctx: Any) -> list[Any]:
+def landmarks_to_transform_matrix(ctx: OpContext) -> list[Any]:
     """The 4x4 matrix MediaPipe's kernel derives from a rotation pair and a subset's bounding box
     (V1: an inverse crop transform in relative coordinates; V2: shift * rotate * scale * shift)."""
     o = _flex(ctx.op)
@@ -442,7 +443,7 @@ def _tl_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:TransformLandmarks", check=_tl_check)
-def transform_landmarks(ctx: Any) -> list[Any]:
+def transform_landmarks(ctx: OpContext) -> list[Any]:
     """Apply the first two rows of a 4x4 matrix to each landmark's (x, y, 0, 1); z is copied.
     V1 scales the matrix's translation by ``scale``; V2 has no options (dimensions = channels)."""
     x = ctx.input(0)
@@ -482,7 +483,7 @@ def _ttb_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:TransformTensorBilinear", "CUSTOM:TransformTensor", check=_ttb_check)
-def transform_tensor_bilinear(ctx: Any) -> list[Any]:
+def transform_tensor_bilinear(ctx: OpContext) -> list[Any]:
     """Sample the input (batch 0) at ``M * (x, y, 0, 1)`` for each output pixel with bilinear
     interpolation; samples outside ``[0, W-1] x [0, H-1]`` are 0. Version 2 first shifts the
     transform by half a pixel (its align-corners correction). The output size is the output tensor's

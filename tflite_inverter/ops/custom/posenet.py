@@ -49,6 +49,7 @@ import numpy as np
 
 from ..._tf import tf
 from ...ir import Operator, Subgraph
+from ..context import OpContext
 from ..registry import register
 
 NUM_KP = 17
@@ -311,7 +312,7 @@ def instance_masks(longs: Any, keypoints: Any, n: Any, stride: int) -> Any:
 
 
 @register("CUSTOM:PosenetDecoderOp", check=_check)
-def posenet_decoder(ctx: Any) -> list[Any]:
+def posenet_decoder(ctx: OpContext) -> list[Any]:
     """Decoding is sequential (greedy roots, NMS against accepted poses): a ``tf.while_loop`` over the
     sorted candidates with a fixed tree walk (inner loop) per pose."""
     p = _params(ctx.op)

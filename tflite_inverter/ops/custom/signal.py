@@ -21,6 +21,7 @@ import numpy as np
 
 from ..._tf import tf
 from ...ir import Operator, Subgraph
+from ..context import OpContext
 from ..registry import register
 
 _OPTION_KEYS: dict[str, set[str]] = {
@@ -125,7 +126,7 @@ def _check_window(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:SignalWindow", check=_check_window)
-def signal_window(ctx: Any) -> list[Any]:
+def signal_window(ctx: OpContext) -> list[Any]:
     """``clamp((x * w) >> shift, int16)`` in int32, the window applied along the last axis."""
     x = tf.cast(ctx.input(0), tf.int32) * tf.cast(ctx.input(1), tf.int32)
     y = tf.clip_by_value(_shr(x, ctx.op.flex_options["shift"]), -32768, 32767)
@@ -158,7 +159,7 @@ def _max_abs16(x: Any) -> Any:
 
 
 @register("CUSTOM:SignalFftAutoScale", check=_check_auto_scale)
-def signal_fft_auto_scale(ctx: Any) -> list[Any]:
+def signal_fft_auto_scale(ctx: OpContext) -> list[Any]:
     """Scale by ``2**(15 - msb(max|x|))`` (0 when max|x| is 0 or not positive) and return the shift."""
     x = tf.cast(ctx.input(0), tf.int32)
     m = _max_abs16(x)
@@ -275,7 +276,7 @@ def _kiss_fft(r: Any, i: Any, ncfft: int) -> tuple[Any, Any]:
 
 
 @register("CUSTOM:SignalRfft", check=_check_rfft)
-def signal_rfft(ctx: Any) -> list[Any]:
+def signal_rfft(ctx: OpContext) -> list[Any]:
     """kiss_fftr in 16-bit fixed point: the input (zero-padded to fft_length) packed as fft_length/2
     complex values, a radix-4/2 kiss_fft with a rounding /p before every butterfly, then the real-FFT
     split with its own /2 and ``>> 1``. Output: interleaved (re, im) int16 for fft_length/2 + 1 bins."""
@@ -326,7 +327,7 @@ def _check_energy(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:SignalEnergy", check=_check_energy)
-def signal_energy(ctx: Any) -> list[Any]:
+def signal_energy(ctx: OpContext) -> list[Any]:
     """``re*re + im*im`` for bins [start_index, end_index). The kernel leaves the other output elements
     untouched (whatever the arena held); they are 0 here (the stock front end overwrites them with 0)."""
     o = ctx.op.flex_options
@@ -395,7 +396,7 @@ def _filter_bank_terms(op: Operator, sg: Subgraph) -> tuple[np.ndarray, np.ndarr
 
 
 @register("CUSTOM:SignalFilterBank", check=_check_filter_bank)
-def signal_filter_bank(ctx: Any) -> list[Any]:
+def signal_filter_bank(ctx: OpContext) -> list[Any]:
     """Triangular filter bank: uint64 sums of int16 weight x uint32 energy (int64 arithmetic wraps like
     the uint64 accumulators)."""
     idx, wts, chan = _filter_bank_terms(ctx.op, ctx.subgraph)
@@ -426,7 +427,7 @@ def _isqrt_u64(n: Any) -> Any:
 
 
 @register("CUSTOM:SignalFilterBankSquareRoot", check=_check_sqrt)
-def signal_filter_bank_square_root(ctx: Any) -> list[Any]:
+def signal_filter_bank_square_root(ctx: OpContext) -> list[Any]:
     """Sqrt64 (Sqrt32 below 2**32) rounded to nearest by ``remainder > root`` unless the root is at
     its 16-bit / 32-bit cap, then ``>> scale_bits``."""
     n = ctx.input(0)
@@ -459,7 +460,7 @@ def _check_spectral(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:SignalFilterBankSpectralSubtraction", check=_check_spectral)
-def signal_filter_bank_spectral_subtraction(ctx: Any) -> list[Any]:
+def signal_filter_bank_spectral_subtraction(ctx: OpContext) -> list[Any]:
     """Noise estimate smoothing (alternate coefficients on odd channels) and subtraction with a floor;
     the estimate persists across calls in a module variable (zero at start, like TFLM's Prepare)."""
     o = ctx.op.flex_options
@@ -504,7 +505,7 @@ def _check_pcan(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:SignalPCAN", check=_check_pcan)
-def signal_pcan(ctx: Any) -> list[Any]:
+def signal_pcan(ctx: OpContext) -> list[Any]:
     """Per-channel automatic gain control: gain = WideDynamicFunction(noise) from the piecewise
     quadratic LUT, snr = (x * gain) >> snr_shift, then the PcanShrink curve (12 -> 6 fractional bits)."""
     x = tf.cast(ctx.input(0), tf.int64)
@@ -540,7 +541,7 @@ def _check_log(op: Operator, sg: Subgraph) -> list[str]:
 
 
 @register("CUSTOM:SignalFilterBankLog", check=_check_log)
-def signal_filter_bank_log(ctx: Any) -> list[Any]:
+def signal_filter_bank_log(ctx: OpContext) -> list[Any]:
     """Log32: integer part from the top bit, fraction from the 128-segment LUT with linear
     interpolation, times ln2 (45426/2**16) and output_scale, each step rounded as in log.cc."""
     o = ctx.op.flex_options
