@@ -39,9 +39,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from tflite_inverter.conversion import convert  # noqa: E402
-from tflite_inverter.quantize import converter_for, quantize  # noqa: E402
-from tflite_inverter.reader import read_model  # noqa: E402
+from tflite_inverter.conversion.pipeline import convert  # noqa: E402
+from tflite_inverter.model.reader import read_model  # noqa: E402
+from tflite_inverter.quantization.pipeline import converter_for, quantize  # noqa: E402
 
 
 def _build_model(path: str) -> None:
@@ -92,7 +92,7 @@ CORPUS_SAMPLES = 20
 
 def _corpus_candidate(path: str, max_bytes: int) -> str | None:
     """None for a float model to quantize, else why it is skipped."""
-    from tflite_inverter.verify import is_quantized_model
+    from tflite_inverter.conversion.verify import is_quantized_model
 
     size = os.path.getsize(path)
     if size > max_bytes:

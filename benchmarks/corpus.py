@@ -11,7 +11,7 @@ for ops the stock one lacks or misreads, can run the original: only the rebuild 
 its rule, but on inputs the tool could not make meaningful, e.g. indices the interpreter rejected
 and that were lowered to 0: never a match), ``invalid``. Stateful models are compared on 3
 consecutive calls per signature, state carried, as ``convert`` does. The rules are
-those of :mod:`tflite_inverter.verify` (the reference spread is measured with the interpreter's
+those of :mod:`tflite_inverter.conversion.verify` (the reference spread is measured with the interpreter's
 built-in kernels, as ``convert`` does).
 """
 
@@ -33,10 +33,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tflite_inverter.conversion.verify import (  # noqa: E402
+    check_status,
+    compare_plan,
+    invocations,
+    pct,
+    reference_outputs,
+)
 from tflite_inverter.errors import InterpreterError, InverterError  # noqa: E402
+from tflite_inverter.model.reader import read_model  # noqa: E402
 from tflite_inverter.ops import registry  # noqa: E402
-from tflite_inverter.reader import read_model  # noqa: E402
-from tflite_inverter.verify import check_status, compare_plan, invocations, pct, reference_outputs  # noqa: E402
 
 CORPUS = Path(os.environ.get("TFLITE_INVERTER_CORPUS", ROOT.parent / "shared" / "models"))
 
@@ -103,7 +109,7 @@ def convert_one(path: Path, save: bool = False, seed: int = 0) -> Row:
         detail = " // ".join(f"{k}{f' x{n}' if n > 1 else ''}: {why[k][:140]}" for k, n in sorted(counts.items()))
         return Row(name, "unsupported", detail, seconds=time.time() - start)
     from tflite_inverter._tf import tf
-    from tflite_inverter.conversion import io_plans
+    from tflite_inverter.conversion.pipeline import io_plans
     from tflite_inverter.rebuild import RebuildOptions, make_module
 
     try:

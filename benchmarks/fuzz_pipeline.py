@@ -58,9 +58,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tflite_inverter.flatbuf import FlatbufferDecoder  # noqa: E402
-from tflite_inverter.reader import read_model  # noqa: E402
-from tflite_inverter.schema import bundled_schema  # noqa: E402
+from tflite_inverter.model.flatbuf import FlatbufferDecoder  # noqa: E402
+from tflite_inverter.model.reader import read_model  # noqa: E402
+from tflite_inverter.model.schema import bundled_schema  # noqa: E402
 
 CORPUS = Path(os.environ.get("TFLITE_INVERTER_CORPUS", ROOT.parent / "shared" / "models"))
 TIMEOUT = 60.0

@@ -53,7 +53,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.probe_uint8_kernels import INT8_FILE, SPECS, OneOp, _short  # noqa: E402
 
-OUT_FILE = ROOT / "tflite_inverter" / "targets" / "int_kernel_fidelity.json"
+OUT_FILE = ROOT / "tflite_inverter" / "coverage" / "targets" / "int_kernel_fidelity.json"
 MD_FILE = ROOT / "docs" / "int_kernel_fidelity.md"
 DTYPES = ("INT8", "UINT8", "INT16")
 DRAWS = 8
@@ -203,7 +203,7 @@ def _interpret(model: bytes, feed_sets: list[list[np.ndarray]], resolver: Any) -
 def _rebuild(model: bytes, feed_sets: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
     import tensorflow as tf
 
-    from tflite_inverter.reader import read_model
+    from tflite_inverter.model.reader import read_model
     from tflite_inverter.rebuild import RebuildOptions, make_module
 
     ir_model = read_model(model)

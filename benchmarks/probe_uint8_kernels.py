@@ -49,7 +49,7 @@ if str(ROOT) not in sys.path:
 
 from tests.tflite_builder import build_model, patch_model  # noqa: E402
 
-TARGETS = ROOT / "tflite_inverter" / "targets"
+TARGETS = ROOT / "tflite_inverter" / "coverage" / "targets"
 UINT8_FILE = TARGETS / "uint8_kernels.json"
 INT8_FILE = TARGETS / "tflite_int8_kernels.json"
 DATE = "2026-11-24"

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tflite_inverter.errors import InverterError  # noqa: E402
-from tflite_inverter.reader import read_model  # noqa: E402
+from tflite_inverter.model.reader import read_model  # noqa: E402
 
 CORPUS = Path(os.environ.get("TFLITE_INVERTER_CORPUS", ROOT.parent / "shared" / "models"))
 

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 
-from tflite_inverter.reader import read_model  # noqa: E402
+from tflite_inverter.model.reader import read_model  # noqa: E402
 from tflite_inverter.rebuild import RebuildOptions, make_module  # noqa: E402
 
 

@@ -23,7 +23,8 @@ import flatbuffers
 import numpy as np
 import pytest
 
-from tflite_inverter import InvalidModelError, ModelFileError, ir, read_model, reader
+from tflite_inverter import InvalidModelError, ModelFileError, read_model
+from tflite_inverter.model import ir, reader
 
 from .conftest import corpus_files, sample_files
 

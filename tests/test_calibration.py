@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflite_inverter.calibration import (
+from tflite_inverter.errors import UsageError
+from tflite_inverter.quantization.calibration import (
     MIN_SAMPLES,
     RANDOM_WARNING,
     InputSpec,
     load_calibration,
     parse_floats,
 )
-from tflite_inverter.errors import UsageError
 
 IMG = InputSpec("image", (1, 8, 6, 3), np.dtype(np.float32), aliases=("serving_default_image:0",))
 IMG_DYN = InputSpec("image", (None, 8, 6, 3), np.dtype(np.float32))
@@ -94,7 +94,7 @@ def test_integer_model_input_takes_integers_in_range(tmp_path):
 
 
 def test_holdout_split_keeps_at_least_one_sample_back():
-    from tflite_inverter.calibration import CalibrationData
+    from tflite_inverter.quantization.calibration import CalibrationData
 
     for n, held in ((4, 1), (10, 2), (100, 20)):
         data = CalibrationData([[np.zeros(1)] for _ in range(n)], "npy", "x")
@@ -303,7 +303,7 @@ def test_mean_std_with_several_signatures_need_a_float_input_in_one():
     """Per signature: a float-input signature is normalized, an integer-only one fed as stored; none: refused."""
     from types import SimpleNamespace
 
-    from tflite_inverter.quantize import _load_signature_calibration
+    from tflite_inverter.quantization.pipeline import _load_signature_calibration
 
     img = SimpleNamespace(key="classify", inputs=[IMG])
     ids = SimpleNamespace(key="lookup", inputs=[IDS])

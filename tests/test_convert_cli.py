@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tflite_inverter import convert
-from tflite_inverter.cli import main
+from tflite_inverter.cli.main import main
 from tflite_inverter.errors import (
     InterpreterError,
     NotVerifiedError,
@@ -18,7 +18,7 @@ from tflite_inverter.errors import (
     UnsupportedOpError,
     VerificationError,
 )
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported
 
 from .helpers import to_tflite
@@ -116,7 +116,7 @@ def _builtin_kernels(model: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def test_the_reference_spread_is_the_gap_between_the_interpreters_two_kernel_sets(float_model, tmp_path):
-    from tflite_inverter.verify import random_inputs
+    from tflite_inverter.conversion.verify import random_inputs
 
     result = convert(float_model, str(tmp_path / "sm"))
     plan = io_plans_of(float_model)[0]
@@ -128,7 +128,7 @@ def test_the_reference_spread_is_the_gap_between_the_interpreters_two_kernel_set
 
 
 def io_plans_of(model_path: str):
-    from tflite_inverter.conversion import io_plans
+    from tflite_inverter.conversion.pipeline import io_plans
     from tflite_inverter.rebuild import make_module
 
     m = read_model(model_path)
@@ -189,7 +189,7 @@ def test_every_unsupported_op_is_listed_at_once_with_its_location():
 
 
 def test_an_interpreter_failure_is_a_clear_error_not_a_crash(tmp_path, monkeypatch):
-    from tflite_inverter import verify
+    from tflite_inverter.conversion import verify
 
     monkeypatch.setattr(verify, "sys", type("S", (), {"executable": "/bin/false"}))
     with pytest.raises(InterpreterError) as err:
@@ -198,7 +198,7 @@ def test_an_interpreter_failure_is_a_clear_error_not_a_crash(tmp_path, monkeypat
 
 
 def test_a_segfaulting_interpreter_is_reported_by_signal(tmp_path, monkeypatch):
-    from tflite_inverter import verify
+    from tflite_inverter.conversion import verify
 
     script = tmp_path / "crash.sh"
     script.write_text("#!/bin/sh\nkill -SEGV $$\n")
@@ -211,7 +211,7 @@ def test_a_segfaulting_interpreter_is_reported_by_signal(tmp_path, monkeypatch):
 
 def test_an_original_the_interpreter_cannot_run_is_written_but_flagged_unverified(float_model, tmp_path,
                                                                                   monkeypatch):
-    from tflite_inverter import verify
+    from tflite_inverter.conversion import verify
 
     def refuse(*args, **kwargs):
         raise InterpreterError("the TFLite interpreter failed: Node number 0 (SomeCustomOp) failed to prepare")

@@ -75,7 +75,7 @@ def _run(data: bytes, tmp_path, k: int, command: str = "convert") -> str:
         if command == "convert":
             convert(str(src), str(tmp_path / f"out{k}"))
         else:
-            from tflite_inverter.quantize import quantize
+            from tflite_inverter.quantization.pipeline import quantize
 
             quantize(str(src), str(tmp_path / f"q{k}.tflite"), calib="random", samples=4)
         return "ok"

@@ -13,11 +13,11 @@ import pytest
 
 from tests.helpers import run_interpreter, tf, to_tflite
 from tflite_inverter import convert
-from tflite_inverter.cli import build_parser, main
+from tflite_inverter.cli.main import build_parser, main
 from tflite_inverter.errors import UsageError
-from tflite_inverter.input_shapes import InputRef, parse_input_shapes, resolve_input_shapes
-from tflite_inverter.quantize import quantize
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.input_shapes import InputRef, parse_input_shapes, resolve_input_shapes
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.pipeline import quantize
 
 FRAME = 160
 W = np.random.default_rng(5).normal(size=(16, 8)).astype(np.float32)

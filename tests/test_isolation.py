@@ -201,7 +201,7 @@ def test_outputs_honour_the_umask_and_an_empty_output_folder_is_accepted(tmp_pat
 
 
 def test_the_parent_never_imports_tensorflow(tmp_path):
-    code = ("import sys; from tflite_inverter.conversion import convert; "
+    code = ("import sys; from tflite_inverter.conversion.pipeline import convert; "
             f"convert({FLOAT!r}, {str(tmp_path / 'sm')!r}); "
             "assert 'tensorflow' not in sys.modules, 'parent imported TensorFlow'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
@@ -215,9 +215,9 @@ def test_out_of_memory_in_the_cli_process_is_a_named_resource_error(tmp_path):
     allocation, which succeeds uncapped (np.empty touches nothing) and fails under a 2 GiB cap."""
     script = (
         "import sys, numpy as np\n"
-        "import tflite_inverter.conversion as c\n"
+        "import tflite_inverter.conversion.pipeline as c\n"
         "c.convert = lambda *a, **k: np.empty(3 << 30, np.uint8)\n"
-        "from tflite_inverter.cli import main\n"
+        "from tflite_inverter.cli.main import main\n"
         f"sys.exit(main(['convert', 'any.tflite', '-o', {str(tmp_path / 'o')!r}]))\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, TFLITE_INVERTER_MEMORY_LIMIT="2G"))

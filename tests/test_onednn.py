@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflite_inverter.conversion import convert
-from tflite_inverter.converter_fixups import padv2_to_pad
+from tflite_inverter.conversion.pipeline import convert
 from tflite_inverter.isolation import Worker
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.converter_fixups import padv2_to_pad
 
 from .helpers import op_names, run_interpreter, saved_model_outputs, to_tflite
 

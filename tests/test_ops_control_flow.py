@@ -14,7 +14,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from flatbuffers import flexbuffers
 
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import make_module
 
 from .conftest import CORPUS_DIR
@@ -277,7 +277,7 @@ def test_corpus_control_flow_models_verify(name, tmp_path):
     if not path.is_file():
         pytest.skip(f"{path} is absent")
     try:
-        from tflite_inverter.conversion import convert
+        from tflite_inverter.conversion.pipeline import convert
     except ImportError:  # older layout
         from tflite_inverter.convert import convert
     result = convert(str(path), str(tmp_path / "sm"))

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tflite_inverter.errors import UnsupportedOpError
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 
 from .helpers import (
     assert_float_close,
@@ -408,7 +408,7 @@ def test_transpose_conv_hybrid_built_is_bit_exact(act, per_channel):
 
 def test_has_hybrid_ops_finds_hybrid_transpose_conv():
     """TRANSPOSE_CONV's activation is input 2 (input 0 is the int32 output shape)."""
-    from tflite_inverter.verify import has_hybrid_ops
+    from tflite_inverter.conversion.verify import has_hybrid_ops
 
     assert has_hybrid_ops(read_model(_hybrid_tconv_builder("NONE", True)))
     assert not has_hybrid_ops(read_model(converted(_tconv(2, "SAME"), SPEC_T, "TRANSPOSE_CONV")))

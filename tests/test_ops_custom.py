@@ -19,7 +19,7 @@ import tensorflow as tf
 from flatbuffers import flexbuffers
 
 from tflite_inverter.errors import UnsupportedOpError
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported
 
 from .conftest import CORPUS_DIR
@@ -599,12 +599,12 @@ def test_every_bad_flex_op_is_reported_at_once_before_building(tmp_path):
                for p in problems), problems
     path = tmp_path / "bad_flex.tflite"
     path.write_bytes(model)
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     with pytest.raises(UnsupportedOpError) as conv:
         convert(str(path), str(tmp_path / "sm"))
     assert len(conv.value.problems) == 2 and not (tmp_path / "sm").exists()
-    from tflite_inverter.report import build_report
+    from tflite_inverter.coverage.report import build_report
 
     report = build_report(read_model(str(path)))
     assert report["rebuild_summary"]["unsupported_ops"] == 2
@@ -629,7 +629,7 @@ def _skip_if_others_missing(model):
 @pytest.mark.parametrize("name", ["mediapipe-git__hair_segmentation.tflite",
                                   "PINTO_model_zoo-git__082_meet_segm_full_v679.tflite"])
 def test_corpus_mediapipe_segmentation_converts_and_verifies(name, tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     path = _corpus(name)
     _skip_if_others_missing(read_model(str(path)))

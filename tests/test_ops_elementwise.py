@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tflite
 
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import make_module
 
 from .helpers import (

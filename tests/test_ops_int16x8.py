@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 
 from .helpers import run_interpreter, run_rebuilt
 from .tflite_builder import single_op_model

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.ops import registry
 from tflite_inverter.ops.legacy import skip_gram_patterns
-from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import make_module
 
 from .helpers import assert_float_close, op_names, run_interpreter, run_rebuilt, to_tflite
@@ -337,7 +337,7 @@ def test_concat_embeddings_is_reported_as_not_rebuilt_because_the_runtime_has_no
 def test_lsh_then_hashtable_model_converts_verifies_and_reloads(tmp_path):
     """LSH signatures looked up in a hash table (the shape of TFLite's early on-device text models):
     ``convert`` writes the SavedModel, verifies it against the interpreter, and the reload agrees."""
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     seeds = RNG.normal(size=(2, 4)).astype(np.float32)
     keys = np.sort(RNG.choice(32, size=20, replace=False)).astype(np.int32)

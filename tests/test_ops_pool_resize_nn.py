@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from tflite_inverter.errors import UnsupportedOpError
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.ops.resize import nearest_indices
-from tflite_inverter.reader import read_model
 
 from .helpers import (
     assert_float_close,

@@ -19,7 +19,7 @@ import tensorflow as tf
 from flatbuffers import flexbuffers
 
 import tflite_inverter.ops.custom.posenet  # noqa: F401  (registers the op until it is in FAMILIES)
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported, sanitize
 
 from .conftest import CORPUS_DIR
@@ -461,7 +461,7 @@ def test_corpus_posenet_decoder_matches_reference_on_rebuilt_heatmaps(name, mask
     """End to end through a SavedModel. No photo of people is at hand, so on the synthetic image the
     heatmaps stay under the model's 0.2 threshold (sigmoid <= 0.06); the threshold is lowered to 0.003
     in a patched copy so that real poses are decoded from the network's own heatmaps."""
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     path = _corpus(name)
     ir = read_model(str(path))

@@ -22,7 +22,7 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 from tflite_inverter.errors import UnsupportedOpError
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported, make_module
 
 from .conftest import CORPUS_DIR
@@ -586,7 +586,7 @@ def _corpus_path(name: str) -> Path:
 def test_corpus_recurrent_models_verify(name, tmp_path):
     path = _corpus_path(name)
     try:
-        from tflite_inverter.conversion import convert
+        from tflite_inverter.conversion.pipeline import convert
     except ImportError:  # older layout
         from tflite_inverter.convert import convert
     result = convert(str(path), str(tmp_path / "sm"))

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import tflite
 
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 
 from .helpers import (
     assert_float_close,

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla
 
 from tflite_inverter.errors import UnsupportedOpError
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 
 from .helpers import (
     assert_float_close,

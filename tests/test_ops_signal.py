@@ -528,7 +528,7 @@ def ref_model(model, frames):
 @needs_corpus
 @pytest.mark.parametrize("path", [FLOAT_MODEL, INT8_MODEL], ids=["float", "int8"])
 def test_audio_preprocessor_end_to_end_is_exact(path, tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     model = read_model(str(path))
     codes = {o.custom_code for o in model.main.operators if o.custom_code}

@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 
 from tflite_inverter.errors import InvalidModelError, UnsupportedOpError
-from tflite_inverter.ir import Buffer, Tensor
+from tflite_inverter.model.ir import Buffer, Tensor
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.ops.sparse import densify
-from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import check_supported
 
 from .conftest import CORPUS_DIR
@@ -140,7 +140,7 @@ def test_densify_op_matches_interpreter():
 
 @pytest.mark.corpus
 def test_corpus_hand_landmark_sparse_converts_and_verifies(tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     path = CORPUS_DIR / "mediapipe-git__hand_landmark_sparse_2020.tflite"
     if not path.is_file():
@@ -292,7 +292,7 @@ def test_hashtable_imports_once_and_keeps_the_first_duplicate():
 
 
 def test_hashtable_model_from_tensorflow_converts_and_verifies(tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     class Tables(tf.Module):
         def __init__(self):

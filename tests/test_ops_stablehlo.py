@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 
+from tflite_inverter.coverage.report import build_report
 from tflite_inverter.errors import UnsupportedOpError
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.ops import registry
-from tflite_inverter.reader import read_model
 from tflite_inverter.rebuild import check_supported
-from tflite_inverter.report import build_report
 
 from .helpers import assert_float_close, op_names, run_interpreter, run_rebuilt
 from .tflite_builder import build_model, single_op_model, subgraph
@@ -80,7 +80,7 @@ def test_ops_without_kernel_are_reported_with_the_reason():
 
 
 def test_every_stablehlo_builtin_is_rebuilt_or_explained():
-    from tflite_inverter.schema import builtin_operator_codes
+    from tflite_inverter.model.schema import builtin_operator_codes
 
     registry.load_all()
     names = [n for n in builtin_operator_codes() if n.startswith("STABLEHLO_")]

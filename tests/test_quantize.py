@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tests.helpers import run_interpreter, tf
-from tflite_inverter.accuracy import float_ops, output_metrics
-from tflite_inverter.calibration import RANDOM_WARNING
-from tflite_inverter.cli_quantize import add_quantize
+from tflite_inverter.cli.quantize import add_quantize
 from tflite_inverter.errors import OutputExistsError, UsageError
-from tflite_inverter.quantize import quantize
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.accuracy import float_ops, output_metrics
+from tflite_inverter.quantization.calibration import RANDOM_WARNING
+from tflite_inverter.quantization.pipeline import quantize
 
 H, W, C, CLASSES = 16, 16, 3, 10
 SPEC = tf.TensorSpec([1, H, W, C], tf.float32, name="image")
@@ -144,7 +144,7 @@ def test_other_recipes(float_model, calib, tmp_path, dtype, expect):
 
 
 def test_saved_model_source_written_by_convert(float_model, calib, tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     sm = tmp_path / "sm"
     convert(str(float_model), str(sm), float_io=True, fake_quant=False, verify=False)
@@ -248,7 +248,7 @@ def test_uint8_everywhere_is_a_lossless_rewrite_of_per_tensor_int8(float_model, 
 
 
 def test_uint8_rewrite_refuses_per_channel_models(float_model, calib, tmp_path):
-    from tflite_inverter.uint8_rewrite import int8_to_uint8
+    from tflite_inverter.quantization.uint8_rewrite import int8_to_uint8
 
     quantize(str(float_model), str(tmp_path / "pc.tflite"), calib=calib)
     with pytest.raises(UsageError, match="quantized per channel .* uint8 needs one scale per tensor"):
@@ -320,8 +320,8 @@ def test_output_metrics_values():
 
 
 def test_imx8mp_nnapi_target_writes_true_uint8_with_the_placement_report(tmp_path):
-    from tflite_inverter.quantize import quantize
-    from tflite_inverter.reader import read_model
+    from tflite_inverter.model.reader import read_model
+    from tflite_inverter.quantization.pipeline import quantize
 
     from .conftest import SAMPLE_DIR
 
@@ -340,7 +340,7 @@ def test_imx8mp_nnapi_target_writes_true_uint8_with_the_placement_report(tmp_pat
 def test_calibrated_quantization_of_recurrent_ops_is_refused_before_the_calibrator_crashes(tmp_path):
     """TensorFlow's calibrator segfaults on rebuilt LSTM state loops: refuse by name, write nothing."""
     from tflite_inverter.errors import UnsupportedOpError
-    from tflite_inverter.quantize import quantize
+    from tflite_inverter.quantization.pipeline import quantize
 
     from .conftest import CORPUS_DIR
 

@@ -1,5 +1,5 @@
 """A requantized model is a drop-in replacement for its source: same I/O order, names, shapes,
-SignatureDefs and metadata (see :mod:`tflite_inverter.interface`).
+SignatureDefs and metadata (see :mod:`tflite_inverter.quantization.interface`).
 
 The synthetic models are built here; the converter would hand their outputs back in another order
 (it sorts a signature's outputs by name) under its own names. Numbers are checked against the
@@ -18,8 +18,8 @@ import pytest
 from tests.helpers import run_interpreter
 from tests.tflite_builder import build_model, patch_model
 from tflite_inverter.errors import VerificationError
-from tflite_inverter.quantize import quantize
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.pipeline import quantize
 
 RNG = np.random.default_rng(7)
 W_LANDMARKS = RNG.normal(0, 0.5, (6, 4)).astype(np.float32)
@@ -124,7 +124,7 @@ def interface_differences(src, res, r) -> dict[str, list[str]]:
     """What of ``src``'s interface ``res`` (the result ``r`` of quantize) lacks, by aspect: order,
     names, shapes (and shape_signature), signatures, dtypes (a change not reported in
     ``r.interface``), metadata (entries and the appended archive). Empty lists: all kept."""
-    from tflite_inverter.interface import FILE_METADATA, appended_archive
+    from tflite_inverter.quantization.interface import FILE_METADATA, appended_archive
 
     out: dict[str, list[str]] = {k: [] for k in ("order", "names", "shapes", "signatures", "dtypes", "metadata")}
     s_sigs = [(s.key, [n for n, _ in s.inputs], [n for n, _ in s.outputs]) for s in src.signatures]

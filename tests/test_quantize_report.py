@@ -10,11 +10,11 @@ import pytest
 
 from tests.conftest import SAMPLE_DIR
 from tests.helpers import tf
-from tflite_inverter import quantize as quantize_mod
-from tflite_inverter.cli import main
+from tflite_inverter.cli.main import main
 from tflite_inverter.errors import InterpreterError, VerificationError
-from tflite_inverter.quantize import QuantizeResult, quantize
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization import pipeline as quantize_mod
+from tflite_inverter.quantization.pipeline import QuantizeResult, quantize
 
 H, W, C = 8, 8, 3
 
@@ -89,7 +89,7 @@ def test_uint8_result_of_a_conv_model_has_every_kernel_and_runs(narrow_then_wide
 
 
 def test_uint8_op_outside_the_kernel_list_is_named(narrow_then_wide, tmp_path, monkeypatch):
-    from tflite_inverter import uint8_rewrite
+    from tflite_inverter.quantization import uint8_rewrite
 
     monkeypatch.setattr(uint8_rewrite, "uint8_kernel_ops", lambda: frozenset(
         {"CONV_2D", "RESHAPE", "QUANTIZE", "DEQUANTIZE"}))
@@ -110,7 +110,7 @@ def test_uint8_op_outside_the_kernel_list_is_named(narrow_then_wide, tmp_path, m
 
 
 def test_uint8_kernel_list_names_the_common_ops():
-    from tflite_inverter.uint8_rewrite import uint8_kernel_ops
+    from tflite_inverter.quantization.uint8_rewrite import uint8_kernel_ops
 
     ops = uint8_kernel_ops()
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"} <= ops
@@ -122,7 +122,7 @@ def test_worst_layers_pairs_tensors_by_data_flow_when_names_differ(narrow_then_w
     finds the same worst layer with the same SQNR."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    from tflite_inverter.accuracy import worst_layers
+    from tflite_inverter.quantization.accuracy import worst_layers
 
     model, calib = narrow_then_wide
     out, rep = tmp_path / "q.tflite", tmp_path / "r.json"
@@ -185,7 +185,7 @@ def test_a_float_op_left_in_an_int8_result_exits_6(narrow_then_wide, tmp_path, m
 
 def test_a_reused_ranges_result_beyond_1_lsb_of_the_source_exits_6(tmp_path, monkeypatch):
     """The comparison with the source is real; one element of the result is moved by 2 LSB."""
-    from tflite_inverter import accuracy
+    from tflite_inverter.quantization import accuracy
 
     real = accuracy.lsb_metrics
 

@@ -17,11 +17,11 @@ import pytest
 
 from tests.conftest import CORPUS_DIR, SAMPLE_DIR
 from tests.helpers import tf, to_tflite
-from tflite_inverter.accuracy import match_graphs
-from tflite_inverter.cli_quantize import add_quantize
+from tflite_inverter.cli.quantize import add_quantize
 from tflite_inverter.errors import InterpreterError, UsageError
-from tflite_inverter.quantize import quantize
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.accuracy import match_graphs
+from tflite_inverter.quantization.pipeline import quantize
 
 SAMPLES = ["int8.tflite", "int8_uint8_io.tflite", "per_tensor_int8.tflite"]
 RANGE = {"INT8": (-128, 127), "UINT8": (0, 255)}
@@ -213,7 +213,7 @@ def test_reuse_source_ranges_is_a_lossless_round_trip(name, tmp_path):
 
 def test_legacy_all_uint8_source_stays_uint8(tmp_path):
     """An all-uint8 source (the per-tensor sample rewritten as uint8: weights zero point 128)."""
-    from tflite_inverter.uint8_rewrite import int8_to_uint8
+    from tflite_inverter.quantization.uint8_rewrite import int8_to_uint8
 
     legacy = tmp_path / "legacy_uint8.tflite"
     legacy.write_bytes(int8_to_uint8((SAMPLE_DIR / "per_tensor_int8.tflite").read_bytes()))
@@ -423,8 +423,8 @@ def test_weights_the_converter_transformed_are_not_replaced(tmp_path):
     filter negated: that op keeps the converter's constants, the others take the source's."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    from tflite_inverter.accuracy import compare_constants
-    from tflite_inverter.quantize import _restore_source_weights
+    from tflite_inverter.quantization.accuracy import compare_constants
+    from tflite_inverter.quantization.pipeline import _restore_source_weights
 
     src = read_model(str(SAMPLE_DIR / "per_tensor_int8.tflite"))
     obj = fu.convert_bytearray_to_object(bytearray((SAMPLE_DIR / "int8.tflite").read_bytes()))

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import tf
-from tflite_inverter.accuracy import float_ops
 from tflite_inverter.errors import UsageError
-from tflite_inverter.quantize import quantize
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.accuracy import float_ops
+from tflite_inverter.quantization.pipeline import quantize
 
 N = 32
 

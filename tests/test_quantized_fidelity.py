@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tflite_inverter.model.reader import read_model
 from tflite_inverter.ops import hybrid
-from tflite_inverter.reader import read_model
 
 from .conftest import CORPUS_DIR
 from .helpers import (

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tflite_inverter import ir, read_model
+from tflite_inverter import read_model
+from tflite_inverter.model import ir
 
 from .conftest import CORPUS_DIR, SAMPLE_DIR, corpus_files, sample_files
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tflite_inverter.errors import InvalidModelError
-from tflite_inverter.reader import read_model
+from tflite_inverter.model.reader import read_model
 
 from .conftest import SAMPLE_DIR
 from .helpers import run_interpreter, run_rebuilt

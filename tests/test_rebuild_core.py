@@ -47,7 +47,7 @@ def test_signature_outputs_follow_signature_order_not_subgraph_order():
     m = M()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([m.f.get_concrete_function()], m)
     model = conv.convert()
-    from tflite_inverter.reader import read_model
+    from tflite_inverter.model.reader import read_model
     from tflite_inverter.rebuild import make_module
 
     mod = make_module(read_model(model))
@@ -76,7 +76,7 @@ def _conv_with_input_narrower_than_its_kernel() -> bytes:
 def test_op_whose_shapes_tensorflow_rejects_is_an_invalid_model_naming_the_operator():
     """A mutated width (5 -> 0 in a fuzzed mixed16x8) made Conv2D's shape function raise a bare ValueError."""
     from tflite_inverter.errors import InvalidModelError
-    from tflite_inverter.reader import read_model
+    from tflite_inverter.model.reader import read_model
     from tflite_inverter.rebuild import make_module
 
     with pytest.raises(InvalidModelError) as info:
@@ -88,8 +88,8 @@ def test_op_whose_shapes_tensorflow_rejects_is_an_invalid_model_naming_the_opera
 
 def test_a_bug_in_a_rebuilder_stays_a_traceback(monkeypatch):
     """Only TensorFlow op errors become named errors; our own mistakes must stay visible."""
+    from tflite_inverter.model.reader import read_model
     from tflite_inverter.ops import registry
-    from tflite_inverter.reader import read_model
     from tflite_inverter.rebuild import make_module
 
     spec = registry.find("CONV_2D")
@@ -108,7 +108,7 @@ def test_required_input_marked_absent_or_missing_is_an_invalid_model_naming_the_
     """Flipped bits turned an operator's input into -1 (absent) or cut its inputs vector; tf.less(a, None)
     raised a bare ValueError."""
     from tflite_inverter.errors import InvalidModelError
-    from tflite_inverter.reader import read_model
+    from tflite_inverter.model.reader import read_model
     from tflite_inverter.rebuild import make_module
 
     from .tflite_builder import build_model

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tflite_inverter.cli import main
+from tflite_inverter.cli.main import main
+from tflite_inverter.coverage.report import build_report, render_report
 from tflite_inverter.errors import UsageError
-from tflite_inverter.reader import read_model
-from tflite_inverter.report import build_report, render_report
+from tflite_inverter.model.reader import read_model
 
 from .conftest import ROOT, corpus_files
 
@@ -149,7 +149,7 @@ def test_per_channel_quantization_reports_its_channel_count(models):
     sg = m.subgraphs[0]
     conv = next(op for op in sg.operators if op.name == "CONV_2D")
     filt = sg.tensors[conv.inputs[1]]
-    from tflite_inverter.report import _tensor_info
+    from tflite_inverter.coverage.report import _tensor_info
 
     info = _tensor_info(sg, filt.index)
     assert info["quantization"]["per_channel"] is True
@@ -376,11 +376,11 @@ def test_unknown_format_is_a_usage_error(models):
 def test_report_does_not_import_tensorflow(models):
     code = (
         "import sys\n"
-        "from tflite_inverter.reader import read_model\n"
-        "from tflite_inverter.report import build_report, render_report\n"
+        "from tflite_inverter.model.reader import read_model\n"
+        "from tflite_inverter.coverage.report import build_report, render_report\n"
         f"r = build_report(read_model({str(models['int8_tile'])!r}), target='imx8mp')\n"
         "for f in ('text', 'markdown', 'json'): render_report(r, f)\n"
-        "from tflite_inverter.cli import main\n"
+        "from tflite_inverter.cli.main import main\n"
         f"main(['inspect', {str(models['fp16'])!r}, '--target', 'imx8mp'])\n"
         "print('TF-LOADED' if 'tensorflow' in sys.modules else 'TF-FREE')\n"
     )
@@ -434,8 +434,8 @@ def test_corpus_inspect_never_raises(path):
 def test_every_builtin_of_the_schema_is_rebuilt_or_has_a_stated_reason():
     """No builtin op falls through to a bare "no rebuilder": each is registered, refused or listed
     with the reason it is not rebuilt (e.g. no runtime kernel)."""
+    from tflite_inverter.model.schema import builtin_operator_names
     from tflite_inverter.ops import registry
-    from tflite_inverter.schema import builtin_operator_names
 
     known = set(registry.registered()) | set(registry.REFUSED) | set(registry.NOT_YET)
     markers = {"CUSTOM", "PLACEHOLDER_FOR_GREATER_OP_CODES"}  # not operators

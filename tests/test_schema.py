@@ -6,13 +6,13 @@ import filecmp
 
 import tflite
 
-from tflite_inverter.schema import builtin_operator_codes, bundled_schema, op_name
+from tflite_inverter.model.schema import builtin_operator_codes, bundled_schema, op_name
 
 from .conftest import ROOT
 
 
 def test_bundled_schema_copies_are_identical():
-    assert filecmp.cmp(ROOT / "schema" / "schema.fbs", ROOT / "tflite_inverter" / "schema.fbs", shallow=False)
+    assert filecmp.cmp(ROOT / "schema" / "schema.fbs", ROOT / "tflite_inverter" / "model" / "schema.fbs", shallow=False)
 
 
 def test_schema_names_codes_newer_than_the_tflite_package():

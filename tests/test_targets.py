@@ -13,13 +13,19 @@ import re
 import numpy as np
 import pytest
 
-from tflite_inverter import ir
+from tflite_inverter.coverage.quantkind import int8_kernel_table
+from tflite_inverter.coverage.targets import available, get_target, imx8mp
+from tflite_inverter.coverage.targets.imx8mp import (
+    CHECKS,
+    PREDICATES,
+    RULES_FILE,
+    VxDelegateRules,
+    partitions,
+)
 from tflite_inverter.errors import UsageError
-from tflite_inverter.quantkind import int8_kernel_table
-from tflite_inverter.reader import numpy_dtype, read_model
-from tflite_inverter.schema import builtin_operator_codes
-from tflite_inverter.targets import available, get_target, imx8mp
-from tflite_inverter.targets.imx8mp import CHECKS, PREDICATES, RULES_FILE, VxDelegateRules, partitions
+from tflite_inverter.model import ir
+from tflite_inverter.model.reader import numpy_dtype, read_model
+from tflite_inverter.model.schema import builtin_operator_codes
 
 from .conftest import CORPUS_DIR
 

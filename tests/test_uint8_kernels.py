@@ -18,8 +18,8 @@ from benchmarks.probe_uint8_kernels import (
     run_model,
     verdict,
 )
-from tflite_inverter.reader import read_model
-from tflite_inverter.uint8_rewrite import uint8_kernel_ops
+from tflite_inverter.model.reader import read_model
+from tflite_inverter.quantization.uint8_rewrite import uint8_kernel_ops
 
 #: Weighted ops, multi-input ops, a fixed-output-scale op, an interpolating op, and GELU, which the
 #: probe added to the hand-written list.

@@ -13,10 +13,7 @@ import json
 import numpy as np
 import pytest
 
-from tflite_inverter import ir
-from tflite_inverter.errors import UsageError, VerificationError
-from tflite_inverter.reader import read_model
-from tflite_inverter.verify import (
+from tflite_inverter.conversion.verify import (
     IOPlan,
     fit_input,
     invocations,
@@ -25,7 +22,10 @@ from tflite_inverter.verify import (
     reference_outputs,
     run_tflite,
 )
-from tflite_inverter.verify_inputs import derive_rules
+from tflite_inverter.conversion.verify_inputs import derive_rules
+from tflite_inverter.errors import UsageError, VerificationError
+from tflite_inverter.model import ir
+from tflite_inverter.model.reader import read_model
 
 from .tflite_builder import build_model, single_op_model, subgraph
 
@@ -186,7 +186,7 @@ def test_rejected_integer_inputs_make_a_weak_verification_never_silent_zeros(tmp
 
 def test_a_weak_convert_exits_0_says_weak_and_is_not_a_match(tmp_path, capsys):
     from benchmarks.corpus import convert_one
-    from tflite_inverter.cli import main
+    from tflite_inverter.cli.main import main
 
     path = _write(tmp_path, _weak_model())
     report = tmp_path / "r.json"
@@ -204,7 +204,7 @@ def test_a_weak_convert_exits_0_says_weak_and_is_not_a_match(tmp_path, capsys):
 
 
 def test_meaningful_inputs_are_not_weak(tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     model = single_op_model("GATHER", [([7, 5], "FLOAT32", np.ones([7, 5], np.float32)), ([40], "INT32", None)],
                             [([40, 5], "FLOAT32")], {"axis": 0})
@@ -249,7 +249,7 @@ def test_the_interpreter_reference_carries_state_over_three_calls(tmp_path):
 
 
 def test_stateful_convert_checks_every_call(tmp_path):
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     result = convert(_write(tmp_path, _accumulator()), str(tmp_path / "sm"))
     assert result.status == "ok"
@@ -259,7 +259,7 @@ def test_stateful_convert_checks_every_call(tmp_path):
 
 def test_a_rebuild_that_does_not_carry_state_fails(tmp_path, monkeypatch):
     """ASSIGN_VARIABLE made a no-op: the first call still matches, the next two must not."""
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
     from tflite_inverter.ops import registry
 
     spec = registry.find("ASSIGN_VARIABLE")
@@ -304,7 +304,7 @@ def test_float_io_takes_real_values_for_quantized_inputs():
 
 
 def test_convert_with_out_of_range_inputs_exits_2_and_writes_nothing(tmp_path, capsys):
-    from tflite_inverter.cli import main
+    from tflite_inverter.cli.main import main
 
     model = single_op_model("ADD", [([4], "UINT8", None), ([4], "UINT8", np.ones(4, np.uint8))], [([4], "UINT8")], {})
     path = _write(tmp_path, model)
@@ -318,7 +318,7 @@ def test_convert_with_out_of_range_inputs_exits_2_and_writes_nothing(tmp_path, c
 def test_float_io_inputs_are_real_values_end_to_end(tmp_path):
     """uint8 (scale 0.5, zero point 128) -> DEQUANTIZE: with --float-io the .npz holds real values;
     the interpreter is fed their quantized values, which this test computes itself."""
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     q = {"scale": [0.5], "zero_point": [128]}
     model = single_op_model("DEQUANTIZE", [([4], "UINT8", None, q)], [([4], "FLOAT32")])

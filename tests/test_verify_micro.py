@@ -18,13 +18,13 @@ import pytest
 from flatbuffers import flexbuffers
 
 from tflite_inverter import read_model
-from tflite_inverter.errors import InterpreterError
-from tflite_inverter.verify import (
+from tflite_inverter.conversion.verify import (
     int8_svdf_narrow_inputs,
     micro_positions,
     select_reference,
     stock_misreads,
 )
+from tflite_inverter.errors import InterpreterError
 
 from .conftest import CORPUS_DIR
 from .tflite_builder import build_model, patch_model
@@ -131,7 +131,7 @@ def _ref_window(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def test_micro_positions_map_a_plan_onto_subgraph_0(tmp_path):
-    from tflite_inverter.verify import IOPlan
+    from tflite_inverter.conversion.verify import IOPlan
 
     path = tmp_path / "w.tflite"
     path.write_bytes(_window_model()[0])
@@ -145,7 +145,7 @@ def test_micro_positions_map_a_plan_onto_subgraph_0(tmp_path):
 
 
 def test_the_arena_message_classification():
-    from tflite_inverter._micro_child import arena_too_small
+    from tflite_inverter.conversion._micro_child import arena_too_small
 
     assert arena_too_small("Failed to allocate tail memory. Requested: 1032, available 320, missing: 712")
     assert arena_too_small("Failed to allocate variable tensor of size 1024")
@@ -157,7 +157,7 @@ def test_the_arena_message_classification():
 def test_the_arena_grows_from_a_too_small_start_and_is_bounded(monkeypatch):
     from tflite_micro import runtime
 
-    from tflite_inverter import _micro_child
+    from tflite_inverter.conversion import _micro_child
 
     model, _ = _window_model()  # needs 2 KiB (TFLite Micro crashes below ~512 bytes: start above that)
     interp, arena = _micro_child.make_interpreter(runtime, model, 1024)
@@ -174,7 +174,7 @@ def test_a_signal_op_model_is_verified_against_tflite_micro(tmp_path):
     import tensorflow as tf
     from tflite_micro import runtime
 
-    from tflite_inverter.conversion import convert
+    from tflite_inverter.conversion.pipeline import convert
 
     model, w = _window_model()
     path = tmp_path / "window.tflite"
@@ -208,7 +208,7 @@ def test_a_signal_op_model_is_verified_against_tflite_micro(tmp_path):
 
 def test_without_tflite_micro_the_missing_reference_is_named(tmp_path, monkeypatch):
     """A machine without the package: the error names both references and how to get the second."""
-    from tflite_inverter import verify
+    from tflite_inverter.conversion import verify
 
     fake = tmp_path / "fake" / "tflite_micro"
     fake.mkdir(parents=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflite_inverter import ir
-from tflite_inverter.verify import (
+from tflite_inverter.conversion.verify import (
     FLOAT_TOL,
     LSB_FLOAT_SLACK,
     REF_MAX_FLOOR,
     compare_output,
     format_checks,
 )
+from tflite_inverter.model import ir
 
 
 def _tensor(type_name: str = "FLOAT32", scale: float | None = None) -> ir.Tensor:

@@ -1,6 +1,6 @@
 """Build TFLite flatbuffers directly, for ops and option values the TensorFlow converter never emits.
 
-Everything is written generically from the bundled ``schema.fbs`` (``tflite_inverter.schema``), so any
+Everything is written generically from the bundled ``schema.fbs`` (``tflite_inverter.model.schema``), so any
 field of any table can be set, including options newer than the ``tflite`` package's generated code:
 
 * :func:`build_model` — a whole model from a list of tensors and a list of operators::
@@ -34,9 +34,9 @@ import flatbuffers
 import numpy as np
 from flatbuffers import number_types as N
 
-from tflite_inverter.flatbuf import ByteSpan, FlatbufferDecoder, UnionValue
-from tflite_inverter.reader import numpy_dtype
-from tflite_inverter.schema import Schema, TableDef, TypeRef, builtin_operator_codes, bundled_schema
+from tflite_inverter.model.flatbuf import ByteSpan, FlatbufferDecoder, UnionValue
+from tflite_inverter.model.reader import numpy_dtype
+from tflite_inverter.model.schema import Schema, TableDef, TypeRef, builtin_operator_codes, bundled_schema
 
 _FLAGS = {
     "bool": N.BoolFlags, "byte": N.Int8Flags, "int8": N.Int8Flags, "ubyte": N.Uint8Flags, "uint8": N.Uint8Flags,

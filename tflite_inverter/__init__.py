@@ -4,6 +4,7 @@ Importing the package is cheap: TensorFlow is only imported by the parts that ne
 verify, quantize), so ``inspect`` and the reader start fast.
 """
 
+from ._version import __version__
 from .errors import (
     InterpreterError,
     InvalidModelError,
@@ -14,28 +15,27 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .reader import read_model
+from .model.reader import read_model
 
 
 def convert(model_path: str, output_dir: str, **kwargs):  # noqa: ANN201 - ConvertResult, imported lazily
     """Rebuild ``model_path`` as a verified TF2 SavedModel in ``output_dir``.
 
-    See :func:`tflite_inverter.conversion.convert` for the options (``force``, ``float_io``,
+    See :func:`tflite_inverter.conversion.pipeline.convert` for the options (``force``, ``float_io``,
     ``fake_quant``, ``inputs``, ``tolerance``, ``verify``, ``report``, ``progress``, ``input_shapes``). Returns a
     ``ConvertResult`` with one verification row per output.
     """
-    from .conversion import convert as _convert
+    from .conversion.pipeline import convert as _convert
 
     return _convert(model_path, output_dir, **kwargs)
 
 
 def inspect(model_path: str, target: str | None = None) -> dict:
     """The op-coverage report of ``model_path`` as a dict (what ``tflite-inverter inspect`` prints)."""
-    from .report import build_report
+    from .coverage.report import build_report
 
     return build_report(read_model(model_path), target=target)
 
-__version__ = "0.1.0"
 
 __all__ = [
     "InterpreterError",

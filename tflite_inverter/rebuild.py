@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
 from ._tf import tensorflow_op_error, tf
 from .errors import InvalidModelError, InverterError, UnsupportedOpError
+from .model import ir
 from .ops import common, registry
 from .ops.context import OpContext, RebuildOptions, is_real_quantized, tf_dtype, value_dtype
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .._tf import tf
 from ..errors import UnsupportedOpError
-from ..ir import Quantization, Tensor
+from ..model.ir import Quantization, Tensor
 
 #: Every ActivationFunctionType value the schema defines, and how to apply it.
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT")

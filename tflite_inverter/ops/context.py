@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .. import ir
 from .._tf import tf
 from ..errors import UnsupportedOpError
+from ..model import ir
 from . import common
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Model, Operator, Subgraph, Tensor
+from ..model.ir import Model, Operator, Subgraph, Tensor
 from .context import OpContext, value_dtype
 from .registry import register
 

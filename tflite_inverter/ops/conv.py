@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph, Tensor
+from ..model.ir import Operator, Subgraph, Tensor
 from . import hybrid
 from .common import check_activation, constant_pad, same_padding_amounts, tf_padding
 from .context import OpContext

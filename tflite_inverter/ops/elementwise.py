@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph
+from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
 from .context import OpContext, is_real_quantized

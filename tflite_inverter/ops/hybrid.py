@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Tensor
+from ..model.ir import Tensor
 from .common import integer_range, round_half_away
 from .context import OpContext
 

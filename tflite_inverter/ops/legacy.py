@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._tf import tf
-from ..ir import Operator, Subgraph, Tensor
+from ..model.ir import Operator, Subgraph, Tensor
 from . import common
 from .context import OpContext, is_real_quantized, tf_dtype
 from .registry import not_rebuilt, register

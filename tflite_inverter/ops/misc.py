@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph
+from ..model.ir import Operator, Subgraph
 from . import sparse  # noqa: F401  (registers DENSIFY)
 from .context import OpContext
 from .registry import register

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._tf import tf
-from ..ir import Operator, Subgraph
+from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, raw_codes, tf_padding
 from .context import OpContext

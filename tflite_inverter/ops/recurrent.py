@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph, Tensor
+from ..model.ir import Operator, Subgraph, Tensor
 from .common import apply_activation, round_half_away
 from .context import OpContext
 from .registry import register

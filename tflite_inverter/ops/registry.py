@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..ir import Operator, Subgraph
+from ..model.ir import Operator, Subgraph
 from .context import OpContext
 
 RebuildFn = Callable[[OpContext], Sequence[Any]]
@@ -153,7 +153,7 @@ def find(key: str) -> OpSpec | None:
 
 def support(op: Operator, subgraph: Subgraph, model: Any = None) -> tuple[bool, str | None]:
     """Whether ``op`` can be rebuilt, and if not, why (one line per problem). ``model`` (the
-    :class:`~tflite_inverter.ir.Model`) enables the checks that look at other subgraphs."""
+    :class:`~tflite_inverter.model.ir.Model`) enables the checks that look at other subgraphs."""
     load_all()
     if op.key in REFUSED:
         return False, REFUSED[op.key]

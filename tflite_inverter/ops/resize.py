@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph
+from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import raw_codes
 from .context import OpContext

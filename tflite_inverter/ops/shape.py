@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph
+from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import constant_pad, raw_codes, round_half_away
 from .context import OpContext

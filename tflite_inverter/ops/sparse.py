@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidModelError
-from ..ir import Tensor
+from ..model.ir import Tensor
 from .context import OpContext
 from .registry import register
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from ..ir import Operator, Subgraph, Tensor
+from ..model.ir import Operator, Subgraph, Tensor
 from .common import constant_pad, integer_range
 from .context import OpContext
 from .registry import not_rebuilt, register

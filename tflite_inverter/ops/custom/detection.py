@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._tf import tf
-from ...ir import Operator, Subgraph
+from ...model.ir import Operator, Subgraph
 from ..context import OpContext
 from ..registry import register
 from .mediapipe import composite

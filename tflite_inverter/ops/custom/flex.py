@@ -25,7 +25,7 @@ from typing import Any
 from flatbuffers import flexbuffers
 
 from ..._tf import tf
-from ...ir import Operator, Subgraph
+from ...model.ir import Operator, Subgraph
 from ..context import OpContext
 from ..registry import register
 

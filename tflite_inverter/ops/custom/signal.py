@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..._tf import tf
-from ...ir import Operator, Subgraph
+from ...model.ir import Operator, Subgraph
 from ..context import OpContext
 from ..registry import register
 

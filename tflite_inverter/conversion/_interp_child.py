@@ -1,6 +1,6 @@
 """Child process that runs the original model in the TFLite interpreter.
 
-Run as ``python -m tflite_inverter._interp_child MODEL RUNS.json IN.npz OUT.npz [--builtin]``. It lives
+Run as ``python -m tflite_inverter.conversion._interp_child MODEL RUNS.json IN.npz OUT.npz [--builtin]``. It lives
 in its own process because the interpreter can crash (segfault) on real files; the parent turns a
 crash into a clear message instead of dying with it. It imports only the interpreter, not TensorFlow,
 when ``ai_edge_litert`` is installed.

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
-from .errors import UsageError
+from ..errors import UsageError
+from ..model import ir
 
 #: Builtin ops with a uint8 kernel in TFLite (data, with its source: see the file).
-UINT8_KERNELS_FILE = Path(__file__).resolve().parent / "targets" / "uint8_kernels.json"
+UINT8_KERNELS_FILE = Path(__file__).resolve().parent.parent / "coverage" / "targets" / "uint8_kernels.json"
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,8 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from ..ir import Model, Operator, Subgraph, Tensor
+from ...errors import UsageError
+from ...model.ir import Model, Operator, Subgraph, Tensor
 
 RULES_FILE = Path(__file__).resolve().parent / "imx8mp_rules.json"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..errors import UsageError
+from ...errors import UsageError
 
 #: target name -> module (relative to this package) providing ``load()``.
 TARGETS: dict[str, str] = {

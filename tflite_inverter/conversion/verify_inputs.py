@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import ir
+from ..model import ir
 
 #: An integer input no rule covers: random in this inclusive range.
 DEFAULT_RANGE = (0, 3)

@@ -43,7 +43,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _io, ir
+from .. import _io
+from ..errors import InterpreterError, InverterError, UnsupportedOpError, UsageError, VerificationError
+from ..model import ir
+from ..model.input_shapes import (
+    InputRef,
+    InputShapesArg,
+    dynamic_dims_error,
+    parse_input_shapes,
+    resolve_input_shapes,
+)
 from .accuracy import (
     float_ops,
     format_lsb_metrics,
@@ -53,20 +62,6 @@ from .accuracy import (
     output_metrics,
 )
 from .calibration import CalibrationData, InputSpec, check_mean_std_applies, load_calibration, parse_floats
-from .errors import (
-    InterpreterError,
-    InverterError,
-    UnsupportedOpError,
-    UsageError,
-    VerificationError,
-)
-from .input_shapes import (
-    InputRef,
-    InputShapesArg,
-    dynamic_dims_error,
-    parse_input_shapes,
-    resolve_input_shapes,
-)
 from .interface import restore_interface
 
 DTYPES = ("int8", "uint8", "int16x8", "float16", "dynamic", "float32")
@@ -467,7 +462,7 @@ def _check_default_shapes(src: _Source, *samples_by_sig: dict[str, list[list[np.
                   for spec, a in zip(sig.inputs, sample)]  # False: dynamic dims fed as 1
         if all(shaped):
             continue
-        from ._tf import error_cause, tf
+        from .._tf import error_cause, tf
 
         try:
             sig.reference(**{s.name: tf.constant(a) for s, a in zip(sig.inputs, sample)})
@@ -485,7 +480,7 @@ def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: b
     """The source as a float SavedModel. ``range_ops``: a quantized .tflite keeps its recorded
     activation ranges as fake-quant ops (requantizing with the source's own ranges).
     ``input_shapes``: see :func:`_with_input_shapes`."""
-    from ._tf import tf
+    from .._tf import tf
 
     parse_input_shapes(input_shapes)  # format errors before any TensorFlow work
 
@@ -515,9 +510,9 @@ def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: b
         src._keep = loaded  # type: ignore[attr-defined]  # the function needs its variables alive
         return src
 
-    from .reader import read_model
-    from .rebuild import RebuildOptions, make_module
-    from .verify import is_quantized_model
+    from ..conversion.verify import is_quantized_model
+    from ..model.reader import read_model
+    from ..rebuild import RebuildOptions, make_module
 
     model = read_model(path)
     _log(progress, f"rebuilding {os.path.basename(path)} as a float graph"
@@ -571,7 +566,7 @@ def _plan_inputs(plan: Any) -> list[InputSpec]:
 
 # -- conversion -----------------------------------------------------------------------------------
 def _tf_type(name: str) -> Any:
-    from ._tf import tf
+    from .._tf import tf
 
     return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
 
@@ -579,7 +574,7 @@ def _tf_type(name: str) -> Any:
 def converter_for(saved_dir: str, keys: Sequence[str], dtype: str, io_in: str, io_out: str, per_tensor: bool,
                   dataset: Callable[[], Iterator[dict[str, np.ndarray]]] | None) -> Any:
     """The ``TFLiteConverter`` configured for a recipe (also used by the benchmark as the baseline)."""
-    from ._tf import tf
+    from .._tf import tf
 
     conv = tf.lite.TFLiteConverter.from_saved_model(saved_dir, signature_keys=list(keys))
     if dtype == "float16":
@@ -674,7 +669,7 @@ def _dequantize_array(a: np.ndarray, t: ir.Tensor) -> np.ndarray:
 
 
 def _reference(src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
-    from ._tf import tf
+    from .._tf import tf
 
     ref: dict[str, list[np.ndarray]] = {n: [] for n in src.outputs}
     for sample in samples:
@@ -687,8 +682,8 @@ def _reference(src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str
 def _run_quantized(path: str, src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
     """Run the written model in the interpreter (child process) with real-valued ``samples`` of one
     signature (``src``: the signature, or the source for its first)."""
-    from .reader import read_model
-    from .verify import run_tflite
+    from ..conversion.verify import run_tflite
+    from ..model.reader import read_model
 
     model = read_model(path)
     want = src.key if isinstance(src, _Sig) else src.keys[0]
@@ -752,8 +747,8 @@ def _source_layer_names(src: _Source, blob: bytes, rows: list[dict[str, Any]]) -
     source's name or None (an op the converter added or fused: the row keeps the result's name)."""
     if src.model is None or not rows:
         return rows
+    from ..model.reader import read_model
     from .accuracy import match_graphs
-    from .reader import read_model
 
     res = read_model(blob)
     ssg = src.model.subgraphs[src.plan.subgraph_index]
@@ -790,8 +785,8 @@ def _evaluate(path: str, src: _Source, held: dict[str, list[list[np.ndarray]]],
 
 
 def _target_report(data: bytes, target: str) -> dict[str, Any]:
-    from .reader import read_model
-    from .report import build_report
+    from ..coverage.report import build_report
+    from ..model.reader import read_model
 
 
     try:
@@ -894,7 +889,7 @@ def _reuse_recipe(form: _SourceForm, dtype: str | None, granularity: str | None,
 
 
 def _real_range(t: ir.Tensor) -> tuple[float, float] | None:
-    from .ops.common import integer_range
+    from ..ops.common import integer_range
 
     if not t.is_quantized or t.quantization.per_channel or t.type_name not in (*EIGHT_BIT, "INT16"):
         return None
@@ -983,8 +978,8 @@ def _restore_source_weights(blob: bytes, src: ir.Subgraph, res: ir.Model, match:
     """
     from tensorflow.lite.python import schema_py_generated as fb
 
-    from .accuracy import describe_difference
     from .fbedit import pack, unpack
+    from .accuracy import describe_difference
 
     model = unpack(blob)
     rsg = res.main
@@ -1106,8 +1101,8 @@ def _convert_reusing_ranges(src: _Source, dtype: str, io_in: str, io_out: str, p
     """The converter run on the range-carrying graph, then the source's weights restored, (for
     uint8) every int8 tensor shifted to uint8 and (for an all-uint8 source) the source's op versions
     restored. Returns the model and what was done."""
+    from ..model.reader import read_model
     from .accuracy import match_graphs
-    from .reader import read_model
 
     samples = _range_samples(src, REUSE_SAMPLES, seed)
     conv = converter_for(src.saved_dir, src.keys[:1], *_recipe(dtype, io_in, io_out), per_tensor,
@@ -1160,10 +1155,10 @@ def _lsb_unit(sg: ir.Subgraph, t: ir.Tensor) -> float | None:
 def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dict[str, Any]]:
     """Run the source and the result in the interpreter on ``n`` seeded inputs spanning the source's
     input range (integer inputs: uniform over every code) and compare outputs in source LSBs."""
+    from ..conversion.verify import run_tflite
+    from ..model.reader import read_model
+    from ..ops.common import integer_range
     from .accuracy import lsb_metrics
-    from .ops.common import integer_range
-    from .reader import read_model
-    from .verify import run_tflite
 
     res = read_model(path)
     in_pairs, out_pairs = _io_pairs(res, src)
@@ -1219,7 +1214,7 @@ def _source_io(source: str) -> tuple[str | None, str | None]:
     """
     if os.path.isdir(source):
         return "float32", "float32"
-    from .reader import read_model
+    from ..model.reader import read_model
 
     model = read_model(source)
     sg = model.subgraphs[model.signatures[0].subgraph_index] if model.signatures else model.main
@@ -1305,8 +1300,8 @@ def _quantized_source(source: str, calib: str | None, dtype: str | None) -> ir.M
     .tflite, no calibration data, an 8-bit recipe."""
     if calib is not None or dtype not in (None, "int8", "uint8") or not os.path.isfile(source):
         return None
-    from .reader import read_model
-    from .verify import is_quantized_model
+    from ..conversion.verify import is_quantized_model
+    from ..model.reader import read_model
 
     model = read_model(source)
     return model if is_quantized_model(model) else None
@@ -1390,7 +1385,7 @@ def quantize(source: str, output: str, *, calib: str | None = None, dtype: str |
         raise UsageError(f"--dtype {dtype} needs calibration data{hint}: --calib DATA (.npy, .npz keyed by input "
                          "name, or a folder of images); --calib random only for a smoke test")
 
-    from .isolation import run_isolated
+    from ..isolation import run_isolated
 
     tmp_path = _io.temp_file_for(output)
     try:
@@ -1432,9 +1427,9 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
     """The TensorFlow part of :func:`quantize`, run in the child process (:mod:`.isolation`): rebuild
     the source, calibrate and convert, write the result into ``tmp_path`` (the parent renames it into
     place), evaluate it."""
-    from .isolation import fault_point
-    from .isolation import progress as report_progress
-    from .reader import read_model
+    from ..isolation import fault_point
+    from ..isolation import progress as report_progress
+    from ..model.reader import read_model
 
     progress = report_progress
     reuse = read_model(source) if reuse_source else None
@@ -1528,7 +1523,7 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
         # the parent owns tmp_path: it renames it into place, or removes it on any failure
         with open(tmp_path, "wb") as fh:
             fh.write(blob)
-        from .reader import read_model
+        from ..model.reader import read_model
 
         written = read_model(tmp_path)
         result.float_ops = float_ops(written) if dtype in ("int8", "uint8") else []

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidModelError, ModelFileError
 from . import ir
-from .errors import InvalidModelError, ModelFileError
 from .flatbuf import ByteSpan, FlatbufferDecoder, UnionValue
 from .schema import Schema, bundled_schema, op_name
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _io, ir
-from .errors import InterpreterError, NotVerifiedError, TensorFlowCrashError, UsageError, VerificationError
-from .input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
-from .reader import read_model
+from .. import _io
+from ..errors import InterpreterError, NotVerifiedError, TensorFlowCrashError, UsageError, VerificationError
+from ..model import ir
+from ..model.input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
+from ..model.reader import read_model
 from .verify import (
     IOPlan,
     OutputCheck,
@@ -91,7 +92,7 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
     per signature in a row on both sides (fresh random inputs each call, or the user's inputs each
     call), and every call's outputs are checked. Checks of a weak verification carry the reason.
     ``info`` (if given) receives which reference ran (see :func:`.verify.reference_outputs`)."""
-    from ._tf import tensorflow_op_error, tf
+    from .._tf import tensorflow_op_error, tf
 
     plans = invocations(model, plans)
     user_feeds = [load_inputs(inputs_path, p) for p in plans] if inputs_path else None
@@ -111,7 +112,7 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
         kwargs = {}
         for name, a, t, dt in zip(p.saved_inputs, feed, p.input_tensors, p.input_dtypes):
             if dt != a.dtype and t.is_quantized:  # --float-io: the rebuilt model takes real values
-                from .ops.common import dequantize_array
+                from ..ops.common import dequantize_array
 
                 a = dequantize_array(a, t.quantization)
             kwargs[name] = tf.constant(a)
@@ -122,7 +123,7 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
             if why is None:
                 raise
             if isinstance(exc, tf.errors.InvalidArgumentError) and user_feeds is None:
-                from ._tf import error_cause  # e.g. a shape the rebuilt graph rejects
+                from .._tf import error_cause  # e.g. a shape the rebuilt graph rejects
 
                 usage = default_shape_error(plans, error_cause(exc), "the rebuilt model rejects")
                 if usage is not None:
@@ -153,8 +154,8 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
     (:mod:`.isolation`): a TensorFlow crash raises :class:`TensorFlowCrashError`, an exceeded memory
     or time cap :class:`ResourceLimitError`; then nothing is written and no temp file is left.
     """
-    from .isolation import run_isolated
-    from .rebuild import check_supported
+    from ..isolation import run_isolated
+    from ..rebuild import check_supported
 
     start = time.time()
     _io.check_output_dir(output_dir, force)
@@ -199,10 +200,10 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
     """The TensorFlow part of :func:`convert`, run in the child process: rebuild, save into
     ``saved_dir``, verify. Returns the result and, when the interpreter could not run the original,
     why (the SavedModel is still complete)."""
-    from ._tf import tf
-    from .isolation import fault_point
-    from .isolation import progress as report_progress
-    from .rebuild import RebuildOptions, make_module
+    from .._tf import tf
+    from ..isolation import fault_point
+    from ..isolation import progress as report_progress
+    from ..rebuild import RebuildOptions, make_module
 
     model = read_model(model_path)
     module = make_module(model, RebuildOptions(fake_quant=fake_quant, float_io=float_io))

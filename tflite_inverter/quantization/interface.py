@@ -48,8 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
-from .errors import UnsupportedOpError
+from ..errors import UnsupportedOpError
+from ..model import ir
 
 #: Metadata entries that describe the file itself: the converted file's value replaces the source's.
 FILE_METADATA = ("min_runtime_version", "CONVERSION_METADATA")
@@ -97,7 +97,7 @@ def restore_interface(source: ir.Model | None, plans: Sequence[Any] | None, blob
     from tensorflow.lite.python import schema_py_generated as fb
 
     from .fbedit import pack, unpack
-    from .schema import bundled_schema
+    from ..model.schema import bundled_schema
 
     model = unpack(blob)
     schema = bundled_schema()

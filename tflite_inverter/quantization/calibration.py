@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 #: At least this many samples in total: some to calibrate on, at least one held back for the report.
 MIN_SAMPLES = 4

@@ -1,6 +1,6 @@
 """Child process that runs the original model in TFLite Micro's Python interpreter (``tflite_micro``).
 
-Run as ``python -m tflite_inverter._micro_child MODEL RUNS.json IN.npz OUT.npz``: the same files as
+Run as ``python -m tflite_inverter.conversion._micro_child MODEL RUNS.json IN.npz OUT.npz``: the same files as
 :mod:`._interp_child`, each run also naming ``input_pos`` / ``output_pos``, the positions of its
 tensors in subgraph 0's inputs/outputs (TFLite Micro has no signature runner: it always runs
 subgraph 0 and addresses its I/O by position, ``set_input(array, k)`` / ``get_output(k)``). It

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
+from ..model import ir
 
 FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
 
@@ -429,7 +429,7 @@ def _all_tensors(blob: bytes, model: ir.Model, samples: Sequence[dict[str, np.nd
 
     from ai_edge_litert.interpreter import Interpreter
 
-    from .ops.common import integer_range
+    from ..ops.common import integer_range
 
     with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
@@ -491,8 +491,8 @@ def worst_layers(float_blob: bytes, quant_blob: bytes, samples: Sequence[dict[st
     own scale and zero point; SQNR is computed per sample and averaged (dB). Rows, lowest SQNR first:
     ``tensor``, ``index`` (in the quantized model), ``op``, ``sqnr_db``, ``max_abs_err``, ``scale``.
     """
-    from .ops.common import dequantize_array
-    from .reader import read_model
+    from ..model.reader import read_model
+    from ..ops.common import dequantize_array
 
     fm, qm = read_model(bytes(float_blob)), read_model(bytes(quant_blob))
     fsg, f_in = _model_inputs(fm)

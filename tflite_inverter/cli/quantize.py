@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import EPILOG, add_input_shape_flag
+from .common import EPILOG, add_input_shape_flag
 
 
 def _stderr(msg: str) -> None:
@@ -13,7 +13,7 @@ def _stderr(msg: str) -> None:
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
-    from .quantize import quantize
+    from ..quantization.pipeline import quantize
 
     result = quantize(args.source, args.output, calib=args.calib, dtype=args.dtype, io=args.io,
                       granularity=args.granularity, target=args.target, mean=args.mean, std=args.std,
@@ -26,7 +26,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def add_quantize(sub: argparse._SubParsersAction) -> None:
-    from .quantize import DTYPES, GRANULARITIES, IO_TYPES, TARGETS
+    from ..quantization.pipeline import DTYPES, GRANULARITIES, IO_TYPES, TARGETS
 
     p = sub.add_parser(
         "quantize", help="re-quantize a .tflite or SavedModel (int8, int16x8, float16, ...) with an accuracy report",

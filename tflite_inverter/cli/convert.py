@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import EPILOG, add_input_shape_flag
+from .common import EPILOG, add_input_shape_flag
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .conversion import _stderr, convert
-    from .verify import format_checks
+    from ..conversion.pipeline import _stderr, convert
+    from ..conversion.verify import format_checks
 
     result = convert(args.model, args.output, force=args.force, float_io=args.float_io,
                      fake_quant=not args.no_fake_quant, inputs=args.inputs, tolerance=args.tolerance,

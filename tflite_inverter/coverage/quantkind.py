@@ -31,7 +31,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .ir import Operator, Subgraph, Tensor
+from ..model.ir import Operator, Subgraph, Tensor
 
 FLOAT_TYPES = frozenset({"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"})
 SUB_INT16_TYPES = frozenset({"INT8", "UINT8", "INT4", "UINT4", "INT2"})

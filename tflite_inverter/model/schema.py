@@ -310,7 +310,7 @@ def parse_schema(text: str) -> Schema:
 @functools.lru_cache(maxsize=1)
 def bundled_schema() -> Schema:
     """The schema shipped with the package (identical to the repository's ``schema/schema.fbs``)."""
-    text = resources.files("tflite_inverter").joinpath("schema.fbs").read_text(encoding="utf-8")
+    text = resources.files("tflite_inverter.model").joinpath("schema.fbs").read_text(encoding="utf-8")
     return parse_schema(text)
 
 

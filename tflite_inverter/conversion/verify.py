@@ -51,9 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from . import ir
-from .errors import InterpreterError, UsageError
-from .input_shapes import InputRef, default_shape, dims_of, dynamic_dims_error
+from ..errors import InterpreterError, UsageError
+from ..model import ir
+from ..model.input_shapes import InputRef, default_shape, dims_of, dynamic_dims_error
 from .verify_inputs import DEFAULT_RANGE, IntRule
 
 #: ``float`` rule: max abs error <= max(FLOAT_TOL x max|reference|, reference spread).
@@ -264,7 +264,7 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
     extras = extras or [(0, [])] * len(runs)
     specs = [{"signature": s, "inputs": i, "outputs": o, "subgraph": sg, "extra": list(ex)}
              for (s, i, o, _), (sg, ex) in zip(runs, extras)]
-    return _run_child("tflite_inverter._interp_child", "the TFLite interpreter", model_path, specs,
+    return _run_child("tflite_inverter.conversion._interp_child", "the TFLite interpreter", model_path, specs,
                       [arrays for *_, arrays in runs], timeout, info, ["--builtin"] if builtin else [])
 
 
@@ -275,7 +275,7 @@ def run_micro(model_path: str, runs: list[tuple[list[int], list[int], list[np.nd
     inputs/outputs. Raises :class:`InterpreterError`; ``reason`` starts with
     :data:`MICRO_NOT_INSTALLED` when ``tflite_micro`` is not installed."""
     specs = [{"input_pos": list(i), "output_pos": list(o)} for i, o, _ in runs]
-    return _run_child("tflite_inverter._micro_child", "TFLite Micro", model_path, specs,
+    return _run_child("tflite_inverter.conversion._micro_child", "TFLite Micro", model_path, specs,
                       [arrays for *_, arrays in runs], timeout, info, [])
 
 
@@ -428,7 +428,7 @@ def reference_outputs(model_path: str, plans: list[IOPlan], feeds: list[list[np.
     one kernel set: no spread.
     """
     if model is None:
-        from .reader import read_model
+        from ..model.reader import read_model
 
         model = read_model(model_path)
     notes: list[str] = []
@@ -716,7 +716,7 @@ def compare_plan(model: ir.Model, plan: IOPlan, ref: list[np.ndarray], got: Mapp
     (rebuilt model, by SavedModel output name; arrays or tensors with ``.numpy()``), ``alt`` (the
     built-in kernels' outputs, for the reference spread). Each check records ``plan.call`` (the
     invocation of a stateful model) and ``weak`` (why the inputs were not meaningful, if they were not)."""
-    from .ops.common import dequantize_array
+    from ..ops.common import dequantize_array
 
     sg = plan_subgraph(model, plan)
     checks = []

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 FLAG = "--input-shape"
 #: What the parsed form maps: input name (None: the single input) -> shape.

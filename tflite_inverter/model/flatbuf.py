@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidModelError
+from ..errors import InvalidModelError
 from .schema import SCALAR_FORMATS, Schema, TableDef, TypeRef
 
 MAX_DEPTH = 64

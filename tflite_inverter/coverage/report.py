@@ -1,9 +1,9 @@
 """The op-coverage report behind ``tflite-inverter inspect``.
 
-:func:`build_report` turns an :class:`~tflite_inverter.ir.Model` into a plain dict (the JSON output,
+:func:`build_report` turns an :class:`~tflite_inverter.model.ir.Model` into a plain dict (the JSON output,
 documented field by field in ``docs/report-json.md``); :func:`render_report` prints it as text,
 markdown or JSON. Nothing here imports TensorFlow: rebuild support comes from the rebuilder registry
-(``registry.support``), NPU placement from :mod:`tflite_inverter.targets`.
+(``registry.support``), NPU placement from :mod:`tflite_inverter.coverage.targets`.
 
 The JSON is deterministic: object keys are sorted, lists are in file / execution order, there are no
 timestamps and the model is named by its file's basename only.
@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, quantkind
-from .errors import UsageError
-from .ir import Model, Subgraph, Tensor
+from .._version import __version__
+from ..errors import UsageError
+from ..model.ir import Model, Subgraph, Tensor
+from . import quantkind
 
 FORMAT = "tflite-inverter-report"
 FORMAT_VERSION = 1
@@ -33,7 +34,7 @@ FORMATS = ("text", "markdown", "json")
 
 def build_report(model: Model, target: str | None = None) -> dict[str, Any]:
     """The report as a JSON-ready dict; ``target`` (e.g. ``"imx8mp"``) adds NPU placement."""
-    from .ops import registry
+    from ..ops import registry
 
     op_types: dict[str, dict[str, Any]] = {}
     kinds_by_type: dict[str, list[str]] = defaultdict(list)

@@ -1,0 +1,25 @@
+"""What every command shares: the exit-code epilog and the ``--input-shape`` flag."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """exit codes: 0 ok (convert: also a WEAK verification, on inputs the graph gave no valid values for,
+printed as WEAK and never counted as a match), 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
+6 check failed: convert: an output over its rule's threshold; quantize: a check of the report (float op
+left, uint8 result without kernel or not running, reused ranges: activations/weights not the source's
+or an output element beyond 1 LSB of the source); the output is still written,
+7 the interpreter cannot run the original (output written, NOT verified), 8 output exists (use --force),
+9 TensorFlow crashed running the model (a child process; the tool survives), 10 memory/time cap exceeded
+(TFLITE_INVERTER_MEMORY_LIMIT, default 80% of RAM, also this process's soft limit, e.g. 8G, 0 none; TFLITE_INVERTER_TIMEOUT, seconds),
+11 no output to compare (output written, NOT verified), 130 interrupted, 143 terminated"""
+
+
+def add_input_shape_flag(p: argparse.ArgumentParser, used_for: str) -> None:
+    """``--input-shape``, shared by convert and quantize (parsed by :mod:`.input_shapes`)."""
+    p.add_argument("--input-shape", action="append", default=None, metavar="[NAME=]D1xD2...",
+                   help=f"the shape to feed an input with dynamic dims ('?' in `inspect`) for {used_for}, e.g. "
+                   "audio=1x16000; repeat per input; NAME (the input's TFLite or SavedModel signature name, like "
+                   "--inputs keys; SIGNATURE/NAME for one signature) may be omitted for a single-input model. Must "
+                   "have the input's rank and agree with its static dims; the written model keeps the dims dynamic. "
+                   "Default: each dynamic dim is 1")
