@@ -96,8 +96,8 @@ def restore_interface(source: ir.Model | None, plans: Sequence[Any] | None, blob
                              "outputs in the converter's order)"}
     from tensorflow.lite.python import schema_py_generated as fb
 
-    from .fbedit import pack, unpack
     from ..model.schema import bundled_schema
+    from .fbedit import pack, unpack
 
     model = unpack(blob)
     schema = bundled_schema()

@@ -978,8 +978,8 @@ def _restore_source_weights(blob: bytes, src: ir.Subgraph, res: ir.Model, match:
     """
     from tensorflow.lite.python import schema_py_generated as fb
 
-    from .fbedit import pack, unpack
     from .accuracy import describe_difference
+    from .fbedit import pack, unpack
 
     model = unpack(blob)
     rsg = res.main
