@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from tflite_inverter.conversion.pipeline import convert  # noqa: E402
 from tflite_inverter.model.reader import read_model  # noqa: E402
-from tflite_inverter.quantization.pipeline import converter_for, quantize  # noqa: E402
+from tflite_inverter.quantization.converter import converter_for
+from tflite_inverter.quantization.pipeline import quantize  # noqa: E402
 
 
 def _build_model(path: str) -> None:

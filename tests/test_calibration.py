@@ -303,7 +303,7 @@ def test_mean_std_with_several_signatures_need_a_float_input_in_one():
     """Per signature: a float-input signature is normalized, an integer-only one fed as stored; none: refused."""
     from types import SimpleNamespace
 
-    from tflite_inverter.quantization.pipeline import _load_signature_calibration
+    from tflite_inverter.quantization.source import _load_signature_calibration
 
     img = SimpleNamespace(key="classify", inputs=[IMG])
     ids = SimpleNamespace(key="lookup", inputs=[IDS])

@@ -55,10 +55,14 @@ def models(tmp_path_factory):
 
 @pytest.fixture
 def private_tmp(tmp_path, monkeypatch):
-    """Every temporary file or folder the tool makes lands in a folder of its own, to count leftovers."""
+    """Every temporary file or folder the tool makes lands in a folder of its own, to count leftovers
+    (with a fresh TensorFlow child per call, as the CLI has: a reused child keeps its scratch folder)."""
+    from tflite_inverter import isolation
+
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(isolation, "_reused", None)
     return scratch
 
 

@@ -13,8 +13,10 @@ from tests.helpers import tf
 from tflite_inverter.cli.main import main
 from tflite_inverter.errors import InterpreterError, VerificationError
 from tflite_inverter.model.reader import read_model
-from tflite_inverter.quantization import pipeline as quantize_mod
-from tflite_inverter.quantization.pipeline import QuantizeResult, quantize
+from tflite_inverter.quantization import evaluate as evaluate_mod
+from tflite_inverter.quantization import pipeline as pipeline_mod
+from tflite_inverter.quantization.pipeline import quantize
+from tflite_inverter.quantization.result import QuantizeResult
 
 H, W, C = 8, 8, 3
 
@@ -143,7 +145,7 @@ def test_worst_layers_pairs_tensors_by_data_flow_when_names_differ(narrow_then_w
 # -- every bound of the report sets the exit code ------------------------------------------------------
 def _fail_first_run(monkeypatch):
     """The uint8 check's run (the first interpreter run of the written model) fails; later ones run."""
-    real = quantize_mod._run_quantized
+    real = evaluate_mod._run_quantized
     calls = []
 
     def run(*args, **kwargs):
@@ -152,7 +154,7 @@ def _fail_first_run(monkeypatch):
             raise InterpreterError("the TFLite interpreter failed: Node number 3 (FULLY_CONNECTED) failed to prepare")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(quantize_mod, "_run_quantized", run)
+    monkeypatch.setattr(evaluate_mod, "_run_quantized", run)
     monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
 
 
@@ -173,7 +175,7 @@ def test_a_uint8_result_that_does_not_run_exits_6_and_is_still_written(narrow_th
 
 
 def test_a_float_op_left_in_an_int8_result_exits_6(narrow_then_wide, tmp_path, monkeypatch):
-    monkeypatch.setattr(quantize_mod, "float_ops", lambda m: ["subgraph 0, operator 1 (MEAN): float tensor(s) 'x'"])
+    monkeypatch.setattr(pipeline_mod, "float_ops", lambda m: ["subgraph 0, operator 1 (MEAN): float tensor(s) 'x'"])
     monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     model, calib = narrow_then_wide
     out = tmp_path / "q.tflite"

@@ -424,7 +424,7 @@ def test_weights_the_converter_transformed_are_not_replaced(tmp_path):
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
     from tflite_inverter.quantization.accuracy import compare_constants
-    from tflite_inverter.quantization.pipeline import _restore_source_weights
+    from tflite_inverter.quantization.reuse import _restore_source_weights
 
     src = read_model(str(SAMPLE_DIR / "per_tensor_int8.tflite"))
     obj = fu.convert_bytearray_to_object(bytearray((SAMPLE_DIR / "int8.tflite").read_bytes()))

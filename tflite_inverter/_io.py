@@ -5,7 +5,8 @@ Every file or folder the tool produces is first written under a temporary name b
 place (same filesystem, so the final ``rename`` is atomic) and renamed only when complete. Temp
 names start with ``.`` and end in ``.tmp`` (files) or start with ``.tflite-inverter-`` (folders).
 ``tempfile`` creates them 0600/0700; before publishing they get ``0666 & ~umask`` / ``0777 & ~umask``,
-the modes an ordinary ``open``/``mkdir`` would have given.
+the modes an ordinary ``open``/``mkdir`` would have given. Also here: :func:`log`, how the library
+passes progress messages to its caller's ``progress`` callback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from .errors import OutputExistsError, UsageError
@@ -108,3 +110,9 @@ def write_atomic(path: str, data: bytes) -> None:
 
 def write_json_atomic(path: str, obj: dict[str, Any]) -> None:
     write_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def log(progress: Callable[[str], None] | None, msg: str) -> None:
+    """Pass ``msg`` to a progress callback, if there is one (the API's ``progress=`` argument)."""
+    if progress is not None:
+        progress(msg)

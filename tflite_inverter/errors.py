@@ -86,6 +86,10 @@ class UsageError(InverterError):
     exit_code = 2
 
 
+class NotImplementedYetError(UsageError):
+    """A documented option whose implementation is not there yet (exit code 2, like a usage error)."""
+
+
 class TensorFlowCrashError(InverterError):
     """TensorFlow died while running the model (a signal such as SIGSEGV/SIGABRT in the child process
     that does all TensorFlow work), or one of its op kernels failed on the rebuilt model (the message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 EPILOG = """exit codes: 0 ok (convert: also a WEAK verification, on inputs the graph gave no valid values for,
 printed as WEAK and never counted as a match), 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
@@ -23,3 +24,8 @@ def add_input_shape_flag(p: argparse.ArgumentParser, used_for: str) -> None:
                    "--inputs keys; SIGNATURE/NAME for one signature) may be omitted for a single-input model. Must "
                    "have the input's rank and agree with its static dims; the written model keeps the dims dynamic. "
                    "Default: each dynamic dim is 1")
+
+
+def print_progress(msg: str) -> None:
+    """The commands' progress printer: one ``tflite-inverter: ...`` line on stderr per message."""
+    print(f"tflite-inverter: {msg}", file=sys.stderr, flush=True)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EPILOG, add_input_shape_flag
+from .common import EPILOG, add_input_shape_flag, print_progress
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from ..conversion.pipeline import _stderr, convert
+    from ..conversion.pipeline import convert
     from ..conversion.verify import format_checks
 
     result = convert(args.model, args.output, force=args.force, float_io=args.float_io,
                      fake_quant=not args.no_fake_quant, inputs=args.inputs, tolerance=args.tolerance,
-                     verify=not args.no_verify, report=args.report, progress=_stderr,
+                     verify=not args.no_verify, report=args.report, progress=print_progress,
                      input_shapes=args.input_shape)
     if result.verified:
         print(format_checks(result.checks))

@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import EPILOG, add_input_shape_flag
-
-
-def _stderr(msg: str) -> None:
-    print(f"tflite-inverter: {msg}", file=sys.stderr, flush=True)
+from .common import EPILOG, add_input_shape_flag, print_progress
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -17,7 +13,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
     result = quantize(args.source, args.output, calib=args.calib, dtype=args.dtype, io=args.io,
                       granularity=args.granularity, target=args.target, mean=args.mean, std=args.std,
-                      samples=args.samples, report=args.report, force=args.force, progress=_stderr,
+                      samples=args.samples, report=args.report, force=args.force, progress=print_progress,
                       progress_bar=sys.stderr.isatty(), input_shapes=args.input_shape)
     print(result.format_text())
     print(f"{result.dtype} model written to {result.output} ({result.size_after} bytes; "
@@ -26,7 +22,7 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def add_quantize(sub: argparse._SubParsersAction) -> None:
-    from ..quantization.pipeline import DTYPES, GRANULARITIES, IO_TYPES, TARGETS
+    from ..quantization.recipe import DTYPES, GRANULARITIES, IO_TYPES, TARGETS
 
     p = sub.add_parser(
         "quantize", help="re-quantize a .tflite or SavedModel (int8, int16x8, float16, ...) with an accuracy report",

@@ -7,7 +7,6 @@ Dynamic input dims stay dynamic in the SavedModel (None in the signature's Tenso
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,11 +61,6 @@ class ConvertResult:
                 "note": self.note, "reference": self.reference.get("reference", ""),
                 "reference_why": self.reference.get("reference_why", ""), "kernels": self.reference.get("kernels", ""),
                 "outputs": [c.to_json() for c in self.checks]}
-
-
-def _log(progress: Callable[[str], None] | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
 
 
 def io_plans(model: ir.Model, module: Any) -> list[IOPlan]:
@@ -168,7 +162,7 @@ def convert(model_path: str, output_dir: str, *, force: bool = False, float_io: 
         raise UsageError(f"--inputs {inputs}: no such file")
     model = read_model(model_path)
     check_supported(model)
-    _log(progress, f"read {os.path.basename(model_path)}: {sum(len(s.operators) for s in model.subgraphs)} ops in "
+    _io.log(progress, f"read {os.path.basename(model_path)}: {sum(len(s.operators) for s in model.subgraphs)} ops in "
                    f"{len(model.subgraphs)} subgraph(s)")
     tmp = _io.temp_dir_for(output_dir)
     try:
@@ -241,7 +235,3 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
         for n in notes:
             report_progress(n)
     return result, unverified
-
-
-def _stderr(msg: str) -> None:
-    print(f"tflite-inverter: {msg}", file=sys.stderr, flush=True)
