@@ -54,6 +54,7 @@ import numpy as np
 from ..errors import InterpreterError, UsageError
 from ..model import ir
 from ..model.input_shapes import InputRef, default_shape, dims_of, dynamic_dims_error
+from ..model.qparams import lsb_scale
 from .verify_inputs import DEFAULT_RANGE, IntRule
 
 #: ``float`` rule: max abs error <= max(FLOAT_TOL x max|reference|, reference spread).
@@ -588,19 +589,6 @@ def lacks_an_op(message: str) -> bool:
     return any(m in low for m in _MISSING_OP_MESSAGES)
 
 
-def _lsb_scale(model: ir.Model, sg: ir.Subgraph, t: ir.Tensor) -> float | None:
-    """The scale errors of output ``t`` are counted in: its own, or that of the quantized tensor a
-    final DEQUANTIZE reads."""
-    if t.is_quantized and t.quantization.scale.size == 1:
-        return float(t.quantization.scale[0])
-    for op in sg.operators:
-        if t.index in op.outputs and op.name == "DEQUANTIZE" and op.inputs and op.inputs[0] >= 0:
-            src = sg.tensors[op.inputs[0]]
-            if src.is_quantized and not src.is_constant and src.quantization.scale.size == 1:
-                return float(src.quantization.scale[0])
-    return None
-
-
 def _nonfinite(r: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, int]:
     """(mask of the elements compared as numbers, number of non-finite mismatches).
 
@@ -617,7 +605,7 @@ def compare_output(signature: str, name: str, ref: np.ndarray, got: np.ndarray, 
 
     ``ref``: the interpreter's output (default kernels); ``alt``: the same output from its built-in
     kernels (the reference's spread), or ``None``; ``lsb_scale``: the scale a float output is the
-    dequantized value of (:func:`_lsb_scale`); ``tolerance``: the user's ``--tolerance``.
+    dequantized value of (:func:`..model.qparams.lsb_scale`); ``tolerance``: the user's ``--tolerance``.
     """
     ref = np.asarray(ref)
     got = np.asarray(got)
@@ -728,7 +716,7 @@ def compare_plan(model: ir.Model, plan: IOPlan, ref: list[np.ndarray], got: Mapp
         if g.dtype != r.dtype and t.is_quantized and r.dtype.kind in "iu":
             r = dequantize_array(r, t.quantization)  # --float-io: compare real values
             a = None if a is None else dequantize_array(a, t.quantization)
-        c = compare_output(plan.key, name, r, g, t, _lsb_scale(model, sg, t), tolerance, a)
+        c = compare_output(plan.key, name, r, g, t, lsb_scale(sg, t), tolerance, a)
         c.call, c.weak = plan.call, weak
         checks.append(c)
     return checks

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from ..model.ir import Operator, Subgraph, Tensor
+from ..model.qparams import FLOAT_TYPES
 
-FLOAT_TYPES = frozenset({"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"})
 SUB_INT16_TYPES = frozenset({"INT8", "UINT8", "INT4", "UINT4", "INT2"})
 
 #: Every kind, in display order, with its human label.

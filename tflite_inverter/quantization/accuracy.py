@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..model import ir
-
-FLOAT_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16")
+from ..model.qparams import FLOAT_TYPES, quantize_values
 
 
 def output_metrics(name: str, ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -429,7 +428,6 @@ def _all_tensors(blob: bytes, model: ir.Model, samples: Sequence[dict[str, np.nd
 
     from ai_edge_litert.interpreter import Interpreter
 
-    from ..ops.common import integer_range
 
     with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
@@ -445,9 +443,7 @@ def _all_tensors(blob: bytes, model: ir.Model, samples: Sequence[dict[str, np.nd
         for k, (name, t) in enumerate(inputs):
             a = np.asarray(sample[name] if name in sample else values[k], dtype=np.float64)
             if t.is_quantized and t.type_name in _LAYER_TYPES:
-                lo, hi = integer_range(t.type_name)
-                q = t.quantization
-                a = np.clip(np.round(a / float(q.scale[0])) + int(q.zero_point[0]), lo, hi)
+                a = quantize_values(a, t)
             a = a.astype(t.dtype)
             arrays.append(a.reshape(t.shape) if a.size == int(np.prod(t.shape)) else a)
         shapes = [a.shape for a in arrays]

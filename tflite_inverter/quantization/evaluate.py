@@ -13,6 +13,7 @@ from ..errors import (
     UsageError,
 )
 from ..model import ir
+from ..model.qparams import dequantize_values, quantize_values
 from .accuracy import (
     output_metrics,
 )
@@ -37,24 +38,7 @@ def _uint8_check(written: ir.Model, path: str, src: _Source, held: list[list[np.
     return {"ops_without_uint8_kernel": missing, "ran": error is None, "run_error": error}
 
 
-
 # -- evaluation -----------------------------------------------------------------------------------
-def _quantize_array(a: np.ndarray, t: ir.Tensor) -> np.ndarray:
-    if t.type_name in ("FLOAT32", "FLOAT16") or not t.is_quantized:
-        return np.asarray(a, dtype=t.dtype)
-    q = t.quantization
-    info = np.iinfo(t.dtype)
-    v = np.round(np.asarray(a, dtype=np.float64) / float(q.scale[0])) + int(q.zero_point[0])
-    return np.clip(v, info.min, info.max).astype(t.dtype)
-
-
-
-def _dequantize_array(a: np.ndarray, t: ir.Tensor) -> np.ndarray:
-    if not t.is_quantized or a.dtype.kind == "f":
-        return np.asarray(a, dtype=np.float32)
-    q = t.quantization
-    return (float(q.scale[0]) * (a.astype(np.float64) - int(q.zero_point[0]))).astype(np.float32)
-
 
 
 def _reference(src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -66,7 +50,6 @@ def _reference(src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str
         for n in src.outputs:
             ref[n].append(res[n].numpy())
     return ref
-
 
 
 def _run_quantized(path: str, src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
@@ -94,14 +77,13 @@ def _run_quantized(path: str, src: _Source | _Sig, samples: list[list[np.ndarray
         tin = [sg.tensors[i] for i in sg.inputs]
         tout = [sg.tensors[i] for i in sg.outputs]
         in_names, out_names, key = [], [], None
-    runs = [(key, in_names, out_names, [_quantize_array(a, t) for a, t in zip(sample, tin)]) for sample in samples]
+    runs = [(key, in_names, out_names, [quantize_values(a, t) for a, t in zip(sample, tin)]) for sample in samples]
     res = run_tflite(path, runs)
     got: dict[str, list[np.ndarray]] = {n: [] for n in src.outputs}
     for outs in res:
         for n, t, o in zip(src.outputs, tout, outs):
-            got[n].append(_dequantize_array(o, t))
+            got[n].append(dequantize_values(o, t))
     return got
-
 
 
 def _signature_names(plan: Any, ins: list[str], outs: list[str], have_in: Any, have_out: Any
@@ -113,7 +95,6 @@ def _signature_names(plan: Any, ins: list[str], outs: list[str], have_in: Any, h
             and all(n in have_out for n in plan.tflite_output_names):
         return list(plan.tflite_input_names), list(plan.tflite_output_names)
     return ins, outs
-
 
 
 def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> list[dict[str, Any]] | dict[str, str]:
@@ -130,7 +111,6 @@ def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> li
         return _source_layer_names(src, blob, rows)
     except Exception as exc:  # the report goes on without it; say why
         return {"unavailable": f"per-layer comparison failed: {type(exc).__name__}: {exc}"[:500]}
-
 
 
 def _source_layer_names(src: _Source, blob: bytes, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -161,11 +141,9 @@ def _source_layer_names(src: _Source, blob: bytes, rows: list[dict[str, Any]]) -
     return rows
 
 
-
 def _metrics(src: _Source | _Sig, ref: dict[str, list[np.ndarray]], got: dict[str, list[np.ndarray]],
              prefix: str = "") -> list[dict[str, Any]]:
     return [output_metrics(prefix + n, ref[n], got[n]) for n in src.outputs]
-
 
 
 def _evaluate(path: str, src: _Source, held: dict[str, list[list[np.ndarray]]],
@@ -179,7 +157,6 @@ def _evaluate(path: str, src: _Source, held: dict[str, list[list[np.ndarray]]],
     return rows
 
 
-
 def _target_report(data: bytes, target: str) -> dict[str, Any]:
     from ..coverage.report import build_report
     from ..model.reader import read_model
@@ -191,19 +168,6 @@ def _target_report(data: bytes, target: str) -> dict[str, Any]:
             "unavailable": f"inspect gave no --target {target} section"}
     except InverterError as exc:
         return {"unavailable": f"inspect --target {target} failed: {exc}"}
-
-
-
-def _lsb_unit(sg: ir.Subgraph, t: ir.Tensor) -> float | None:
-    """One step of a source output: its scale, or that of the DEQUANTIZE input behind a float output."""
-    if t.is_quantized and not t.quantization.per_channel:
-        return float(t.quantization.scale[0])
-    for op in sg.operators:
-        if op.name == "DEQUANTIZE" and t.index in op.outputs:
-            i = sg.tensors[op.inputs[0]]
-            if i.is_quantized and not i.quantization.per_channel:
-                return float(i.quantization.scale[0])
-    return None
 
 
 def _io_pairs(res: ir.Model, src: _Source) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:

@@ -16,11 +16,12 @@ from ..errors import (
     UsageError,
 )
 from ..model import ir
+from ..model.qparams import dequantize_values, lsb_scale, quantize_values
 from .accuracy import (
     float_ops,
 )
 from .converter import _dataset, _run_converter, converter_for
-from .evaluate import _dequantize_array, _io_pairs, _lsb_unit, _quantize_array
+from .evaluate import _io_pairs
 from .recipe import _recipe
 from .source import _Source
 
@@ -397,7 +398,7 @@ def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dic
             else:
                 by_tensor[ti] = np.zeros(shape, t.dtype)
         src_runs.append((None, [], [], [by_tensor[ti] for ti in ssg.inputs]))
-        res_in = {r: _quantize_array(_dequantize_array(by_tensor[s], ssg.tensors[s]), rsg.tensors[r])
+        res_in = {r: quantize_values(dequantize_values(by_tensor[s], ssg.tensors[s]), rsg.tensors[r])
                   for s, r in in_pairs}
         res_runs.append((None, [], [], [res_in[r] for r in rsg.inputs]))
     src_out = run_tflite(src.path, src_runs)
@@ -407,7 +408,7 @@ def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dic
     rows = []
     for (s, r), io in zip(out_pairs, src.plan.outputs):
         ts, tr = ssg.tensors[s], rsg.tensors[r]
-        a = [_dequantize_array(o[s_pos[s]], ts) for o in src_out]
-        b = [_dequantize_array(o[r_pos[r]], tr) for o in res_out]
-        rows.append(lsb_metrics(io.name, a, b, _lsb_unit(ssg, ts)))
+        a = [dequantize_values(o[s_pos[s]], ts) for o in src_out]
+        b = [dequantize_values(o[r_pos[r]], tr) for o in res_out]
+        rows.append(lsb_metrics(io.name, a, b, lsb_scale(ssg, ts)))
     return rows
