@@ -112,10 +112,6 @@ def _const(sg: ir.Subgraph, i: int) -> np.ndarray | None:
         return None
 
 
-def _tensor(sg: ir.Subgraph, op: ir.Operator, pos: int) -> ir.Tensor | None:
-    return sg.tensors[op.inputs[pos]] if pos < len(op.inputs) and op.inputs[pos] >= 0 else None
-
-
 def _columns(dims: list[int], why: str, reshaped: bool, low: int = 0, offset: list[int] | None = None
              ) -> IntRule | None:
     """Per-column ``[low, dims[j] - 1 - offset[j]]`` (collapsed to one range after a reshape)."""
@@ -133,28 +129,28 @@ def _consumer_rule(model: ir.Model, sg: ir.Subgraph, op: ir.Operator, pos: int, 
     name, opts = op.name, op.options or {}
     out = sg.tensors[op.outputs[0]] if op.outputs and op.outputs[0] >= 0 else None
     if name == "GATHER" and pos == 1:
-        params = _static(_tensor(sg, op, 0))
+        params = _static(sg.input_of(op, 0))
         if params:
             axis = int(opts.get("axis", 0))
             axis = axis + len(params) if axis < 0 else axis
             if 0 <= axis < len(params) and params[axis] > 0:
                 return _rng_rule(0, params[axis] - 1, f"GATHER indices within dim {axis} of the params")
     elif name == "GATHER_ND" and pos == 1:
-        params, idx = _static(_tensor(sg, op, 0)), _static(_tensor(sg, op, 1))
+        params, idx = _static(sg.input_of(op, 0)), _static(sg.input_of(op, 1))
         if params and idx and 0 < idx[-1] <= len(params):
             return _columns(list(params[:idx[-1]]), "GATHER_ND indices within the params' dims", reshaped)
     elif name == "EMBEDDING_LOOKUP" and pos == 0:
-        value = _static(_tensor(sg, op, 1))
+        value = _static(sg.input_of(op, 1))
         if value and value[0] > 0:
             return _rng_rule(0, value[0] - 1, "EMBEDDING_LOOKUP ids within the table's rows")
     elif name == "SCATTER_ND" and pos == 0:
         shape = _const(sg, op.inputs[2]) if len(op.inputs) > 2 else None
         dims = [int(d) for d in shape.ravel()] if shape is not None else list(_static(out) or [])
-        idx = _static(_tensor(sg, op, 0))
+        idx = _static(sg.input_of(op, 0))
         if dims and idx and 0 < idx[-1] <= len(dims):
             return _columns(dims[:idx[-1]], "SCATTER_ND indices within the output's dims", reshaped)
     elif name in ("SCATTER_ND", "RESHAPE", "BROADCAST_TO") and pos == (2 if name == "SCATTER_ND" else 1):
-        shape = _static(out) or (_static(_tensor(sg, op, 0)) if name == "RESHAPE" else None)
+        shape = _static(out) or (_static(sg.input_of(op, 0)) if name == "RESHAPE" else None)
         if shape is not None:
             return IntRule(np.array(0), np.array(0), f"{name} shape: the output's shape", values=np.array(shape))
     elif name == "ONE_HOT" and pos == 0:
@@ -179,17 +175,17 @@ def _consumer_rule(model: ir.Model, sg: ir.Subgraph, op: ir.Operator, pos: int, 
     elif name.startswith("UNSORTED_SEGMENT_") and pos == 2:
         return _rng_rule(NUM_SEGMENTS, NUM_SEGMENTS, f"{name} num_segments")
     elif name == "TOPK_V2" and pos == 1:
-        x = _static(_tensor(sg, op, 0))
+        x = _static(sg.input_of(op, 0))
         if x and x[-1] > 0:
             return _rng_rule(1, x[-1], "TOPK_V2 k within the last dim")
     elif name == "SLICE" and pos in (1, 2):
-        x = _static(_tensor(sg, op, 0))
+        x = _static(sg.input_of(op, 0))
         if x and min(x, default=0) > 0:
             if pos == 1:
                 return _rng_rule([0] * len(x), [(d - 1) // 2 for d in x], "SLICE begin in the first half")
             return _rng_rule([1] * len(x), [(d + 1) // 2 for d in x], "SLICE size within half the dim")
     elif name == "DYNAMIC_UPDATE_SLICE" and pos == 2:
-        operand, update = _static(_tensor(sg, op, 0)), _static(_tensor(sg, op, 1))
+        operand, update = _static(sg.input_of(op, 0)), _static(sg.input_of(op, 1))
         if operand and update and len(operand) == len(update):
             return _columns(list(operand), "DYNAMIC_UPDATE_SLICE start where the update fits", reshaped,
                             offset=[u - 1 for u in update])

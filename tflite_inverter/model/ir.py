@@ -192,6 +192,15 @@ class Subgraph:
         """A location string used in every error message about an operator."""
         return f"subgraph {self.index}, operator {op.index} ({op.key})"
 
+    def input_of(self, op: Operator, i: int) -> Tensor | None:
+        """The tensor of ``op``'s input ``i``; None when the operator has no such input or it is
+        absent (index -1, an omitted optional input)."""
+        return self.tensors[op.inputs[i]] if i < len(op.inputs) and op.inputs[i] >= 0 else None
+
+    def output_of(self, op: Operator, i: int = 0) -> Tensor | None:
+        """The tensor of ``op``'s output ``i`` (None when absent)."""
+        return self.tensors[op.outputs[i]] if i < len(op.outputs) and op.outputs[i] >= 0 else None
+
 
 @dataclass(frozen=True)
 class SignatureDef:

@@ -110,9 +110,7 @@ class OpContext:
         return i < len(self.op.inputs) and self.op.inputs[i] >= 0
 
     def in_tensor(self, i: int) -> ir.Tensor | None:
-        if not self.has_input(i):
-            return None
-        return self.subgraph.tensors[self.op.inputs[i]]
+        return self.subgraph.input_of(self.op, i)
 
     def out_tensor(self, i: int = 0) -> ir.Tensor:
         return self.subgraph.tensors[self.op.outputs[i]]

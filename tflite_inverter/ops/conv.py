@@ -52,14 +52,10 @@ def _padding_problem(o: dict[str, Any]) -> list[str]:
 def _conv_check(op: Operator, sg: Subgraph) -> list[str]:
     problems = check_activation(op.options) + _padding_problem(op.options)
     rank = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "TRANSPOSE_CONV": 4, "CONV_3D": 5, "CONV_3D_TRANSPOSE": 5}
-    w = _tensor(sg, op, 1)
+    w = sg.input_of(op, 1)
     if op.name in rank and (w is None or len(w.shape) != rank[op.name]):
         problems.append(f"filter of shape {None if w is None else list(w.shape)} is not rank {rank[op.name]}")
     return problems
-
-
-def _tensor(sg: Subgraph, op: Operator, i: int) -> Tensor | None:
-    return sg.tensors[op.inputs[i]] if i < len(op.inputs) and op.inputs[i] >= 0 else None
 
 
 # -- the three computations -------------------------------------------------------------------------
@@ -216,7 +212,7 @@ def _dw_check(op: Operator, sg: Subgraph) -> list[str]:
     o = op.options
     strided = o.get("stride_h", 1) > 1 or o.get("stride_w", 1) > 1
     dilated = o.get("dilation_h_factor", 1) > 1 or o.get("dilation_w_factor", 1) > 1
-    x = _tensor(sg, op, 0)
+    x = sg.input_of(op, 0)
     if strided and dilated and o.get("padding", "SAME") == "SAME" and (
             x is None or len(x.shape) != 4 or min(x.shape[1:3]) <= 0 or x.is_dynamic):
         problems.append("stride > 1 with dilation > 1 and SAME padding needs a static input height/width")
@@ -284,7 +280,7 @@ def _conv3d_check(op: Operator, sg: Subgraph) -> list[str]:
     o = op.options
     dilated = any(o.get(k, 1) > 1 for k in ("dilation_d_factor", "dilation_h_factor", "dilation_w_factor"))
     w_index = 1
-    w = _tensor(sg, op, w_index)
+    w = sg.input_of(op, w_index)
     if dilated and (w is None or not w.is_constant):
         problems.append("dilation > 1 with a non-constant filter (TensorFlow's CPU Conv3D has no dilation; "
                         "only a constant filter can be dilated ahead of time)")

@@ -25,11 +25,6 @@ _BITCAST_TYPES = ("FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16", "INT8", "UINT8", 
                   "UINT32", "INT64", "UINT64", "COMPLEX64", "COMPLEX128")
 
 
-def _tensor(sg: Subgraph, op: Operator, i: int, out: bool = False) -> Tensor | None:
-    idx = op.outputs if out else op.inputs
-    return sg.tensors[idx[i]] if i < len(idx) and idx[i] >= 0 else None
-
-
 def _real_quantized(t: Tensor | None) -> bool:
     """Carried as float32 real values inside the rebuilt graph."""
 
@@ -48,7 +43,7 @@ def _raw(x: Any, t: Tensor) -> Any:
 # -- BITCAST ---------------------------------------------------------------------------------------
 def _bitcast_check(op: Operator, sg: Subgraph) -> list[str]:
     problems = []
-    for what, t in (("input", _tensor(sg, op, 0)), ("output", _tensor(sg, op, 0, out=True))):
+    for what, t in (("input", sg.input_of(op, 0)), ("output", sg.output_of(op, 0))):
         if t is None:
             problems.append(f"BITCAST needs an {what}")
         elif t.type_name not in _BITCAST_TYPES:
@@ -79,7 +74,7 @@ def _fake_quant_check(op: Operator, sg: Subgraph) -> list[str]:
     lo, hi = float(o.get("min", 0.0)), float(o.get("max", 0.0))
     if not lo < hi:
         problems.append(f"FAKE_QUANT min {lo} is not below max {hi}")
-    t = _tensor(sg, op, 0)
+    t = sg.input_of(op, 0)
     if t is None or t.type_name != "FLOAT32":
         problems.append(f"FAKE_QUANT input must be FLOAT32, not {t.type_name if t else 'absent'}")
     return problems
@@ -103,7 +98,7 @@ def _lsh_check(op: Operator, sg: Subgraph) -> list[str]:
     kind = op.options.get("type", "UNKNOWN")
     if kind not in ("SPARSE", "DENSE"):
         problems.append(f"LSH_PROJECTION type {kind} is not SPARSE or DENSE (the kernel fails on it)")
-    h, x, w = _tensor(sg, op, 0), _tensor(sg, op, 1), _tensor(sg, op, 2)
+    h, x, w = sg.input_of(op, 0), sg.input_of(op, 1), sg.input_of(op, 2)
     if h is None or h.type_name != "FLOAT32" or len(h.shape) != 2:
         problems.append("LSH_PROJECTION hash seeds must be a 2-D FLOAT32 tensor")
     elif h.shape[1] > 32:
@@ -156,8 +151,8 @@ def lsh_projection(ctx: OpContext) -> list[Any]:
 # -- HASHTABLE_LOOKUP ------------------------------------------------------------------------------
 def _hashtable_check(op: Operator, sg: Subgraph) -> list[str]:
     problems = []
-    q, k, v = _tensor(sg, op, 0), _tensor(sg, op, 1), _tensor(sg, op, 2)
-    out, hits = _tensor(sg, op, 0, out=True), _tensor(sg, op, 1, out=True)
+    q, k, v = sg.input_of(op, 0), sg.input_of(op, 1), sg.input_of(op, 2)
+    out, hits = sg.output_of(op, 0), sg.output_of(op, 1)
     if q is None or q.type_name != "INT32" or k is None or k.type_name != "INT32":
         problems.append("HASHTABLE_LOOKUP lookups and keys must be INT32")
     if v is None or out is None or v.type_name != out.type_name:
@@ -214,7 +209,7 @@ def _els_check(op: Operator, sg: Subgraph) -> list[str]:
     combiner = op.options.get("combiner", "SUM")
     if combiner not in ("SUM", "MEAN", "SQRTN"):
         problems.append(f"EMBEDDING_LOOKUP_SPARSE combiner {combiner} is not SUM, MEAN or SQRTN")
-    ts = [_tensor(sg, op, i) for i in range(5)]
+    ts = [sg.input_of(op, i) for i in range(5)]
     if any(t is None for t in ts):
         problems.append("EMBEDDING_LOOKUP_SPARSE needs ids, indices, dense_shape, weights and params")
         return problems
@@ -262,7 +257,7 @@ def _skip_gram_check(op: Operator, sg: Subgraph) -> list[str]:
         problems.append(f"SKIP_GRAM ngram_size {o.get('ngram_size', 0)} is below 1 (the kernel indexes out of range)")
     if int(o.get("max_skip_size", 0)) < 0:
         problems.append(f"SKIP_GRAM max_skip_size {o.get('max_skip_size', 0)} is negative")
-    x = _tensor(sg, op, 0)
+    x = sg.input_of(op, 0)
     if x is None or x.type_name != "STRING":
         problems.append("SKIP_GRAM input must be a STRING tensor")
     return problems

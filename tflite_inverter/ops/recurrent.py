@@ -87,8 +87,6 @@ BIDI_AUX_INPUT = 39
 
 
 # -- small shared helpers ----------------------------------------------------------------------------
-def _tensor(op: Operator, sg: Subgraph, i: int) -> Tensor | None:
-    return sg.tensors[op.inputs[i]] if i < len(op.inputs) and op.inputs[i] >= 0 else None
 
 
 def _scale(t: Tensor) -> float:
@@ -195,12 +193,12 @@ def _state_problems(op: Operator, sg: Subgraph, lay: LstmLayout, x_t: Tensor | N
     if (x_t.shape_signature or x_t.shape)[axis] < 0:
         return []
     batch, n_cell = x_t.shape[axis], w_t.shape[0]
-    h_t = _tensor(op, sg, lay.h["output"])
+    h_t = sg.input_of(op, lay.h["output"])
     n_out = n_cell if op.options.get("diagonal_recurrent_tensors", False) or h_t is None or not h_t.shape \
         else h_t.shape[-1]
     out = []
     for what, i, n in (("output state", lay.h_state, n_out), ("cell state", lay.c_state, n_cell)):
-        t = _tensor(op, sg, i)
+        t = sg.input_of(op, i)
         if t is not None and t.shape and int(np.prod(t.shape)) != batch * n:
             out.append(f"input {i} ({what}) has shape {list(t.shape)}, but batch {batch} x {n} needs "
                        f"{batch * n} elements")
@@ -214,7 +212,7 @@ def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], 
         if float(o.get(key) or 0.0) < 0:
             problems.append(f"{key} {o.get(key)} is negative (TFLite requires >= 0)")
     for lay in layouts:
-        x_t, w_t = _tensor(op, sg, 0), _tensor(op, sg, lay.x["output"])
+        x_t, w_t = sg.input_of(op, 0), sg.input_of(op, lay.x["output"])
         if w_t is None:
             problems.append(f"input {lay.x['output']} (input-to-output weights) is absent")
             continue
@@ -230,7 +228,7 @@ def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], 
                 problems.append(f"integer LSTM with {len(op.intermediates)} intermediates (only the 8x8_16 "
                                 "kernel with 5 is rebuilt; 12 selects TFLite's 8x8_8 kernel)")
             else:
-                c_t = _tensor(op, sg, lay.c_state)
+                c_t = sg.input_of(op, lay.c_state)
                 if c_t is None or not c_t.is_quantized or c_t.type_name != "INT16":
                     problems.append("integer LSTM whose cell state is not a quantized int16 tensor")
                 else:
@@ -821,7 +819,7 @@ def _run_rnn(p: FloatRnn, xs: Any, aux: Any, h0: Any, reverse: bool) -> tuple[An
 
 def _rnn_check(op: Operator, sg: Subgraph) -> list[str]:
     problems = _activation_problems(op)
-    x_t = _tensor(op, sg, 0)
+    x_t = sg.input_of(op, 0)
     if x_t is not None and x_t.type_name != "FLOAT32":
         problems.append(f"input type {x_t.type_name} (TFLite's RNN kernels are float or hybrid only)")
     return problems
@@ -831,8 +829,8 @@ def _birnn_check(op: Operator, sg: Subgraph) -> list[str]:
     """What bidirectional_sequence_rnn.cc computes wrongly or crashes on (refused by name: the
     interpreter's result there is not the op's meaning, and no rebuild can be checked against it)."""
     problems = _rnn_check(op, sg)
-    x_t, fw_w = _tensor(op, sg, 0), _tensor(op, sg, 1)
-    aux, fw_aux, bw_aux = (_tensor(op, sg, i) for i in (9, 10, 11))
+    x_t, fw_w = sg.input_of(op, 0), sg.input_of(op, 1)
+    aux, fw_aux, bw_aux = (sg.input_of(op, i) for i in (9, 10, 11))
     if x_t is None or fw_w is None:
         return problems
     hybrid = _kind(x_t, fw_w) == "hybrid"
@@ -921,12 +919,12 @@ def bidirectional_sequence_rnn(ctx: OpContext) -> list[Any]:
 def _svdf_check(op: Operator, sg: Subgraph) -> list[str]:
     problems = _activation_problems(op)
     rank = int(op.options.get("rank") or 0)
-    wf = _tensor(op, sg, 1)
+    wf = sg.input_of(op, 1)
     if rank <= 0:
         problems.append(f"rank {rank} (must be >= 1)")
     elif wf is not None and wf.shape and wf.shape[0] % rank:
         problems.append(f"rank {rank} does not divide the {wf.shape[0]} filters")
-    x_t = _tensor(op, sg, 0)
+    x_t = sg.input_of(op, 0)
     if x_t is not None and x_t.type_name not in ("FLOAT32", "INT8"):
         problems.append(f"input type {x_t.type_name}")
     if x_t is not None and x_t.type_name == "INT8":
@@ -934,7 +932,7 @@ def _svdf_check(op: Operator, sg: Subgraph) -> list[str]:
         if act != "RELU":
             problems.append(f"int8 SVDF with fused activation {act} (TFLite's int8 kernel accepts only RELU, "
                             "and the interpreter refuses the model)")
-        narrow = [i for i in (2, 4) if (t := _tensor(op, sg, i)) is not None and t.type_name == "INT8"]
+        narrow = [i for i in (2, 4) if (t := sg.input_of(op, i)) is not None and t.type_name == "INT8"]
         if narrow:
             # TFLite's kernel never checks these types: it reads the time weights and the state as
             # int16 (GetTensorData<int16_t>), i.e. twice their byte size, past the end of both
@@ -948,10 +946,10 @@ def _svdf_check(op: Operator, sg: Subgraph) -> list[str]:
         for i, want in ((1, "INT8"), (2, "INT16"), (4, "INT16")):
             if i in narrow:
                 continue
-            t = _tensor(op, sg, i)
+            t = sg.input_of(op, i)
             if t is None or t.type_name != want or not t.is_quantized:
                 problems.append(f"int8 SVDF input {i} must be quantized {want}")
-    wt, st = _tensor(op, sg, 2), _tensor(op, sg, 4)
+    wt, st = sg.input_of(op, 2), sg.input_of(op, 4)
     if wf is not None and wt is not None and st is not None and len(wt.shape) == 2 and len(st.shape) == 2:
         want_cols = wf.shape[0] * wt.shape[1]
         if st.shape[1] != want_cols:

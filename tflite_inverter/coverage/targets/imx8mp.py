@@ -41,10 +41,6 @@ def _t(sg: Subgraph, idx: int) -> Tensor | None:
     return sg.tensors[idx] if 0 <= idx < len(sg.tensors) else None
 
 
-def _input(op: Operator, sg: Subgraph, k: int) -> Tensor | None:
-    return _t(sg, op.inputs[k]) if k < len(op.inputs) else None
-
-
 def _output(op: Operator, sg: Subgraph, k: int) -> Tensor | None:
     return _t(sg, op.outputs[k]) if k < len(op.outputs) else None
 
@@ -85,7 +81,7 @@ def _resolve(op: Operator, sg: Subgraph, ref: str) -> list[tuple[str, Tensor]]:
 
 def add_family(op: Operator, sg: Subgraph) -> str | None:
     """ADD/SUB/MUL/DIV (V:L634-669)."""
-    i0, o0 = _input(op, sg, 0), _output(op, sg, 0)
+    i0, o0 = sg.input_of(op, 0), _output(op, sg, 0)
     if i0 is None or o0 is None:
         return None
     if (i0.type_name == "INT16" and i0.is_quantized and o0.type_name in ("UINT8", "INT8")
@@ -99,7 +95,7 @@ def add_family(op: Operator, sg: Subgraph) -> str | None:
 
 def grouped_conv_batch(op: Operator, sg: Subgraph) -> str | None:
     """CONV_2D: grouped convolution (input C != filter C) is rejected when batch != 1 (V:L945-951)."""
-    i0, w = _input(op, sg, 0), _input(op, sg, 1)
+    i0, w = sg.input_of(op, 0), sg.input_of(op, 1)
     if i0 is None or w is None or len(i0.shape) < 4 or len(w.shape) < 4:
         return None
     if i0.shape[3] != w.shape[3] and i0.shape[0] != 1:
@@ -110,7 +106,7 @@ def grouped_conv_batch(op: Operator, sg: Subgraph) -> str | None:
 
 def dequantize(op: Operator, sg: Subgraph) -> str | None:
     """DEQUANTIZE (V:L546-574)."""
-    i0, o0 = _input(op, sg, 0), _output(op, sg, 0)
+    i0, o0 = sg.input_of(op, 0), _output(op, sg, 0)
     if i0 is None or o0 is None or o0.type_name != "FLOAT32":
         return None
     if i0.type_name in ("INT16", "FLOAT16") and i0.is_quantized:
@@ -123,7 +119,7 @@ def dequantize(op: Operator, sg: Subgraph) -> str | None:
 
 def quantize(op: Operator, sg: Subgraph) -> str | None:
     """QUANTIZE (V:L582-624)."""
-    i0, o0 = _input(op, sg, 0), _output(op, sg, 0)
+    i0, o0 = sg.input_of(op, 0), _output(op, sg, 0)
     if i0 is None or o0 is None:
         return None
     eight = o0.type_name in ("UINT8", "INT8")
@@ -140,11 +136,11 @@ def quantize(op: Operator, sg: Subgraph) -> str | None:
 
 def integer_lstm(op: Operator, sg: Subgraph) -> str | None:
     """UNIDIRECTIONAL_SEQUENCE_LSTM: integer LSTM only (V:L2368-2394)."""
-    i0, o0 = _input(op, sg, 0), _output(op, sg, 0)
+    i0, o0 = sg.input_of(op, 0), _output(op, sg, 0)
     if i0 is None or i0.type_name not in ("UINT8", "INT8"):
         what = i0.type_name.lower() if i0 is not None else "absent"
         return f"input is {what}; only uint8/int8 (integer) LSTMs are delegated, float LSTMs are rejected"
-    h, c = _input(op, sg, 18), _input(op, sg, 19)
+    h, c = sg.input_of(op, 18), sg.input_of(op, 19)
     if h is not None and o0 is not None and h.type_name != o0.type_name:
         return f"output state is {h.type_name.lower()} but the output is {o0.type_name.lower()}"
     if c is None or c.type_name not in ("INT16", "FLOAT16"):
@@ -162,7 +158,7 @@ def bidi_rnn_aux(op: Operator, sg: Subgraph) -> str | None:
 
 def slice_batch(op: Operator, sg: Subgraph) -> str | None:
     """SLICE: rejected when the input rank is > 3 and the batch dimension changes (V:L3005-3032)."""
-    i0, o0 = _input(op, sg, 0), _output(op, sg, 0)
+    i0, o0 = sg.input_of(op, 0), _output(op, sg, 0)
     if i0 is None or o0 is None or len(i0.shape) <= 3 or not o0.shape:
         return None
     if i0.shape[0] != o0.shape[0]:
@@ -172,7 +168,7 @@ def slice_batch(op: Operator, sg: Subgraph) -> str | None:
 
 def pack_nxp(op: Operator, sg: Subgraph) -> str | None:
     """PACK in NXP lf-5.15.5 ... lf-6.6.3 (N:L3286-3296); VSI main removed the check."""
-    i0 = _input(op, sg, 0)
+    i0 = sg.input_of(op, 0)
     if i0 is None:
         return None
     if i0.type_name == "INT32":
@@ -184,7 +180,7 @@ def pack_nxp(op: Operator, sg: Subgraph) -> str | None:
 
 def squared_difference(op: Operator, sg: Subgraph) -> str | None:
     """SQUARED_DIFFERENCE (V:L3541-3563)."""
-    i0, i1, o0 = _input(op, sg, 0), _input(op, sg, 1), _output(op, sg, 0)
+    i0, i1, o0 = sg.input_of(op, 0), sg.input_of(op, 1), _output(op, sg, 0)
     if i0 is None or i1 is None or o0 is None:
         return None
     if i0.type_name != i1.type_name:
@@ -484,7 +480,7 @@ class VxDelegateRules:
         # G8 hybrid
         g8 = g["G8"]
         if op.name in g8["ops"]:
-            a, f = _input(op, sg, g8["input"]), _input(op, sg, g8["filter"])
+            a, f = sg.input_of(op, g8["input"]), sg.input_of(op, g8["filter"])
             if a is not None and f is not None and a.type_name != f.type_name:
                 reasons.append(_reason("G8", f"hybrid op: input is {a.type_name} but the filter is "
                                        f"{f.type_name} (input dtype != filter dtype is rejected)", g8["ref"]))
@@ -499,14 +495,14 @@ class VxDelegateRules:
         cspec = g10["constant_inputs"].get(op.name)
         if cspec:
             for k in cspec["inputs"]:
-                t = _input(op, sg, k) if _present(op, k) else None
+                t = sg.input_of(op, k) if _present(op, k) else None
                 if t is not None and not t.is_constant:
                     reasons.append(_reason("G10", f"{cspec['what']} input {k} {_name(t)} is not a constant "
                                            "(the delegate requires a constant parameter)", cspec["ref"]))
         dspec = g10.get("dynamic_output_ops", {}).get(op.name)
         if dspec:
             for k in dspec["inputs"]:
-                t = _input(op, sg, k) if _present(op, k) else None
+                t = sg.input_of(op, k) if _present(op, k) else None
                 if t is not None and not t.is_constant:
                     reasons.append(_reason("G10", f"{dspec['what']} input {k} {_name(t)} is not a constant: "
                                            f"{g10['dynamic_output_text']}", dspec["ref"]))
