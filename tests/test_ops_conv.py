@@ -624,11 +624,24 @@ def test_batch_matmul_hybrid_matches_kernel(adj_y):
 
 
 def test_quantize_multiplier_flushes_tiny_and_saturates_huge_multipliers():
-    from tflite_inverter.ops.hybrid import quantize_multiplier
+    from tflite_inverter.ops.fixedpoint import quantize_multiplier
 
     assert quantize_multiplier(0.5) == (1 << 30, 0)
     assert quantize_multiplier(2.0**-40) == (0, 0)
     assert quantize_multiplier(2.0**40) == ((1 << 31) - 1, 30)  # quantization_util.cc, single rounding
+
+
+def test_quantize_multiplier_rounds_ties_half_away_from_zero_on_both_signs():
+    """QuantizeMultiplier rounds with TfLiteRound (std::round): a tie of a negative multiplier goes
+    away from zero too. (The two copies merged into ops/fixedpoint differed exactly here: one rounded
+    negative ties up, to -2**30.)"""
+    from tflite_inverter.ops.fixedpoint import quantize_multiplier
+
+    tie = 0.5 + 2.0**-32  # frac * 2**31 = 2**30 + 0.5 exactly
+    assert quantize_multiplier(tie) == ((1 << 30) + 1, 0)
+    assert quantize_multiplier(-tie) == (-((1 << 30) + 1), 0)
+    assert quantize_multiplier(-0.75) == (-(3 << 29), 0)
+    assert quantize_multiplier(1.0 - 2.0**-33) == (1 << 30, 1)  # rounds up to 2**31: renormalized
 
 
 def test_int16x8_fully_connected_with_a_huge_multiplier_is_rebuilt():

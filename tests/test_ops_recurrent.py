@@ -628,7 +628,8 @@ def test_corpus_svdf_with_int8_time_weights_and_state_is_refused():
 def test_integer_recurrent_multiplier_saturates_instead_of_overflowing():
     """A fuzzed keyword_scrambled (SVDF, one scale set to 1e30) made the multiplier's shift ~100:
     x * 2**shift * q overflowed the int64 conversion (OverflowError). The shift saturates at 30."""
-    from tflite_inverter.ops.recurrent import _mbqm, _quantize_multiplier
+    from tflite_inverter.ops.fixedpoint import mbqm as _mbqm
+    from tflite_inverter.ops.fixedpoint import quantize_multiplier as _quantize_multiplier
 
     assert _quantize_multiplier(0.75) == (3 << 29, 0)
     assert _quantize_multiplier(1e30) == (2**31 - 1, 30)

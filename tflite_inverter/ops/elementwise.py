@@ -42,7 +42,7 @@ from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
 from .context import OpContext, is_real_quantized
-from .recurrent import _mbqm  # MultiplyByQuantizedMultiplier, double rounding
+from .fixedpoint import mbqm, quantize_multiplier
 from .registry import register
 
 
@@ -259,9 +259,9 @@ def squared_difference(ctx: OpContext) -> list[Any]:
     if sa == 0 or sb == 0 or so == 0:
         return [tf.math.squared_difference(a, b)]
     m = 2.0 * max(sa, sb)
-    da = _mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 128, sa / m)
-    db = _mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 128, sb / m)
-    r = tf.cast(_mbqm(tf.square(da - db), m * m / (2.0 ** 14 * so)), tf.float64)
+    da = mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 128, sa / m)
+    db = mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 128, sb / m)
+    r = tf.cast(mbqm(tf.square(da - db), m * m / (2.0 ** 14 * so)), tf.float64)
     zo = float(ts[2].quantization.zero_point[0])
     y = tf.cast(tf.clip_by_value(r, -128.0 - zo, 127.0 - zo), tf.float32) * so
     approx = tf.clip_by_value(tf.math.squared_difference(a, b), (-128.0 - zo) * so, (127.0 - zo) * so)
@@ -433,7 +433,7 @@ def _rdpot(x: np.ndarray, e: int) -> np.ndarray:
 
 
 def _to_int16_multiplier(m: float) -> tuple[int, int]:
-    q, shift = hybrid.quantize_multiplier(m)
+    q, shift = quantize_multiplier(m)
     return min(32767, (q + (1 << 15)) >> 16), shift  # DownScaleInt32ToInt16Multiplier
 
 
@@ -492,7 +492,7 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
     s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
     zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
     # ReluPrepare divides the two float scales in float (then widens to double).
-    mult, shift = hybrid.quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)))
+    mult, shift = quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)))
     lo, hi = integer_range(in_t.type_name)
     v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
     if shift > 0:

@@ -34,7 +34,6 @@ the rebuilt weights stay trainable.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -43,6 +42,7 @@ from .._tf import tf
 from ..model.ir import Tensor
 from .common import integer_range, round_half_away
 from .context import OpContext
+from .fixedpoint import mbqm, quantize_multiplier
 
 #: Fused activations an integer kernel folds into its output clamp.
 CLAMP_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
@@ -111,26 +111,6 @@ def requantize(acc: Any, scale: np.ndarray, out: Tensor, activation: str) -> Any
 def is_q16(t: Tensor | None) -> bool:
     """An int16 tensor quantized per tensor (16x8 activations)."""
     return t is not None and t.is_quantized and t.type_name == "INT16" and t.quantization.scale.size == 1
-
-
-def quantize_multiplier(m: float) -> tuple[int, int]:
-    """TFLite's ``QuantizeMultiplier``: ``m ~= q * 2**(shift - 31)`` with ``q`` in [2**30, 2**31).
-
-    As in ``quantization_util.cc``: a multiplier under 2**-31 is flushed to (0, 0), and one of 2**30
-    or more saturates to (2**31 - 1, 30) (the single-rounding kernels shift left by at most 30).
-    """
-    if m == 0.0:
-        return 0, 0
-    mant, shift = math.frexp(m)
-    q = int(math.floor(mant * (1 << 31) + 0.5))
-    if q == 1 << 31:
-        q //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if shift > 30:  # single-rounding MultiplyByQuantizedMultiplier supports shifts up to 30: saturate
-        return (1 << 31) - 1, 30
-    return q, shift
 
 
 def requantize_fixed(acc: Any, in_scale: float, w_scale: np.ndarray, out: Tensor, activation: str,
@@ -214,18 +194,17 @@ def requantize_builtin(acc: Any, in_scale: float, w_scale: float, out: Tensor, a
     are 1 LSB off on ~0.2 % of the elements); the others (DEPTHWISE_CONV_2D, ...) use TFLite's
     ``MultiplyByQuantizedMultiplier`` in the double-rounding form ai_edge_litert is built with (a
     rounding doubling high multiply, then a rounding-half-away right shift). Both measured."""
-    from .recurrent import _mbqm, _quantize_multiplier  # local import: no op registrations here
 
     out_scale = float(out.quantization.scale[0])
     m = float(np.float32(in_scale)) * float(np.float32(w_scale)) / float(np.float32(out_scale))
     a = tf.cast(acc, tf.int64)
     if gemm:
-        mult, shift = _quantize_multiplier(m)
+        mult, shift = quantize_multiplier(m)
         hi = (a * (2 ** max(shift, 0) * mult) + 2 ** 30) // 2 ** 31
         e = max(-shift, 0)
         q = tf.cast((hi + 2 ** (e - 1)) // 2 ** e if e > 0 else hi, tf.float32)
     else:
-        q = tf.cast(_mbqm(a, m), tf.float32)
+        q = tf.cast(mbqm(a, m), tf.float32)
     lo, hi = clamp_range(out, activation)
     y = tf.clip_by_value(q, lo, hi) * out_scale
     approx = tf.cast(acc, tf.float32) * tf.constant(requant_scale(in_scale, np.float32(w_scale), out_scale)) * out_scale

@@ -37,7 +37,7 @@ from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, round_half_away
 from .context import OpContext
-from .recurrent import _mbqm
+from .fixedpoint import mbqm
 from .registry import register
 
 
@@ -125,7 +125,7 @@ def _softmax_int16(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | N
     q = tf.cast(tf.clip_by_value(tf.round(x / s_in), -32768.0, 32767.0), tf.int64)
     d = q - tf.reduce_max(q, -1, keepdims=True)
     # float input scale times float beta (a float product), then divided in double
-    scaled = _mbqm(d, float(np.float32(s_in) * np.float32(beta)) / (10.0 / 65535.0))
+    scaled = mbqm(d, float(np.float32(s_in) * np.float32(beta)) / (10.0 / 65535.0))
     e = _lut16_lookup(tf.clip_by_value(scaled + 32767, -32768, 32767), exp_lut)
     total = tf.reduce_sum(e, -1, keepdims=True)
     bits = tf.reduce_sum(tf.cast(total >= tf.constant(2 ** np.arange(32, dtype=np.int64)), tf.int64), -1,

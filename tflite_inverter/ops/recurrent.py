@@ -49,6 +49,7 @@ from .._tf import tf
 from ..model.ir import Operator, Subgraph, Tensor
 from .common import apply_activation, round_half_away
 from .context import OpContext
+from .fixedpoint import mbqm, rounding_divide_by_pot
 from .registry import register
 
 GATES = ("input", "forget", "cell", "output")
@@ -479,46 +480,6 @@ def _q15_table(fn: str, ibits: int) -> np.ndarray:
     return out.astype(np.float64)
 
 
-def _quantize_multiplier(m: float) -> tuple[int, int]:
-    """QuantizeMultiplier: ``m`` as a Q0.31 integer and a power-of-two exponent."""
-    if m == 0:
-        return 0, 0
-    frac, shift = math.frexp(m)
-    q = int(math.floor(abs(frac) * 2.0 ** 31 + 0.5)) * (1 if frac >= 0 else -1)
-    if q == 2 ** 31:
-        q //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if shift > 30:  # a multiplier of 2**30 or more (absurd scales): saturate as quantization_util.cc does
-        return (2 ** 31 - 1) * (1 if frac >= 0 else -1), 30
-    return q, shift
-
-
-def _rdpot_tf(x: Any, e: int) -> Any:
-    """gemmlowp::RoundingDivideByPOT on int64 tensors."""
-    if e <= 0:
-        return x
-    mask = (1 << e) - 1
-    threshold = (mask >> 1) + tf.cast(x < 0, tf.int64)
-    return tf.bitwise.right_shift(x, e) + tf.cast(tf.bitwise.bitwise_and(x, mask) > threshold, tf.int64)
-
-
-def _mbqm(x: Any, m: float) -> Any:
-    """MultiplyByQuantizedMultiplier(x, QuantizeMultiplier(m)) on int64 tensors (double rounding:
-    a rounding doubling high multiply, then a rounding right shift)."""
-    return mbqm_double(x, *_quantize_multiplier(m))
-
-
-def mbqm_double(x: Any, q: int, shift: int) -> Any:
-    """TFLite's int32 ``MultiplyByQuantizedMultiplier(x, q, shift)`` as this interpreter builds it
-    (double rounding: gemmlowp's rounding doubling high multiply, then a rounding right shift), on
-    int64 tensors holding int32 values."""
-    ab = x * (2 ** max(shift, 0)) * q
-    hi = tf.truncatediv(ab + tf.where(ab >= 0, tf.constant(2 ** 30, tf.int64), 1 - 2 ** 30), 2 ** 31)
-    return _rdpot_tf(hi, max(-shift, 0))
-
-
 def _sat(x: Any, bits: int) -> Any:
     return tf.clip_by_value(x, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
 
@@ -641,7 +602,7 @@ def _int_layer_norm(q: Any, w: Any, bias: Any, w_scale: float) -> Any:
     rescaled = tf.cast(round_half_away(shifted * tf.math.rsqrt(tf.cast(variance, tf.float64))), tf.int64)
     val3 = rescaled * w + (bias if bias is not None else 0)
     val4 = tf.truncatediv(val3 + tf.where(val3 > 0, tf.constant(512, tf.int64), -512), 1024)
-    return _sat(_mbqm(val4, w_scale * 4096.0), 16)
+    return _sat(mbqm(val4, w_scale * 4096.0), 16)
 
 
 def _q15(fn: str, q: Any, ibits: int) -> Any:
@@ -656,9 +617,9 @@ def _int_step(p: IntLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]
     hz = tf.cast(h - p.h_zp, tf.float64)
 
     def pre(g: str, cell: Any) -> Any:
-        z = _sat(xg[g] + _mbqm(_imatmul(hz, p.wh[g]), p.h_mult[g]), 16)
+        z = _sat(xg[g] + mbqm(_imatmul(hz, p.wh[g]), p.h_mult[g]), 16)
         if cell is not None and g in p.peephole:
-            z = _sat(z + _mbqm(cell * p.peephole[g], p.peephole_mult[g]), 16)
+            z = _sat(z + mbqm(cell * p.peephole[g], p.peephole_mult[g]), 16)
         if p.ln_w:
             z = _int_layer_norm(z, p.ln_w[g], p.bias.get(g), p.ln_scale[g])
         return z
@@ -666,11 +627,11 @@ def _int_step(p: IntLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]
     f = _q15("logistic", pre("forget", c), 3)
     g_ = _q15("tanh", pre("cell", None), 3)
     i = 32767 - f if p.cifg else _q15("logistic", pre("input", c), 3)
-    c_new = _sat(_rdpot_tf(f * c, 15) + _rdpot_tf(i * g_, 30 + p.cell_scale_exp), 16)
+    c_new = _sat(rounding_divide_by_pot(f * c, 15) + rounding_divide_by_pot(i * g_, 30 + p.cell_scale_exp), 16)
     if p.cell_clip > 0:
         c_new = tf.clip_by_value(c_new, -p.cell_clip, p.cell_clip)
     o = _q15("logistic", pre("output", c_new), 3)
-    v = _mbqm(o * _q15("tanh", c_new, 15 + p.cell_scale_exp), p.hidden_mult)
+    v = mbqm(o * _q15("tanh", c_new, 15 + p.cell_scale_exp), p.hidden_mult)
     if p.proj_w is None:
         return _sat(v + p.hidden_zp, 8), c_new  # the hidden int8 values become the output as they are
     # CalculateLstmOutputInteger8x8_16 passes -hidden_zp to the hidden rescale while the projection's
@@ -680,7 +641,7 @@ def _int_step(p: IntLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]
     acc = _imatmul(hidden + p.hidden_zp, p.proj_w)
     if p.proj_b is not None:
         acc = acc + p.proj_b
-    out = _sat(_mbqm(acc, p.proj_mult) + p.h_zp, 8)
+    out = _sat(mbqm(acc, p.proj_mult) + p.h_zp, 8)
     if p.proj_clip > 0:
         out = tf.clip_by_value(out, -p.proj_clip, p.proj_clip)
     return out, c_new
@@ -697,7 +658,7 @@ def _run_int(ctx: OpContext, p: IntLstm, lay: LstmLayout, xs: Any, h0: Any, c0: 
         acc = _imatmul(xi, p.wx[g])
         if not p.ln_w and g in p.bias:
             acc = acc + p.bias[g]  # the kernel folds the bias into the input matmul's effective bias
-        terms[g] = _sat(_mbqm(acc, p.x_mult[g]), 16)
+        terms[g] = _sat(mbqm(acc, p.x_mult[g]), 16)
     names = list(terms)
 
     def step(carry: Any, elems: Any) -> Any:
@@ -977,14 +938,14 @@ def svdf(ctx: OpContext) -> list[Any]:
         s_t, out_t = ctx.in_tensor(4), ctx.out_tensor(0)
         s_x, s_s, s_wt, s_out = _scale(x_t), _scale(s_t), _scale(wt_t), _scale(out_t)
         xi = _to_int(x, s_x, 0)  # the int8 input minus its zero point
-        feat = _sat(_mbqm(_imatmul(xi, tf.transpose(_raw(ctx, 1, np.float64))), s_x * _scale(wf_t) / s_s), 16)
+        feat = _sat(mbqm(_imatmul(xi, tf.transpose(_raw(ctx, 1, np.float64))), s_x * _scale(wf_t) / s_s), 16)
         state = tf.reshape(_to_int(ctx.input(4), s_s, 0), [-1, filters, memory])
         new = tf.concat([state[:, :, 1:], feat[:, :, None]], axis=-1)
         acc = tf.reduce_sum(tf.reshape(tf.reduce_sum(new * _raw(ctx, 2), axis=-1), [-1, units, rank]), axis=-1)
         if ctx.has_input(3):
             acc = acc + _raw(ctx, 3)
         zp = int(_zp(out_t))
-        out = _sat(_mbqm(acc, s_s * s_wt / s_out) + zp, 8)
+        out = _sat(mbqm(acc, s_s * s_wt / s_out) + zp, 8)
         _write_state(ctx, 4, tf.cast(tf.reshape(new, [-1, filters * memory]), tf.float64) * s_s)
         return [tf.cast(tf.cast(out - zp, tf.float64) * s_out, tf.float32)]
     wf = _transposed(ctx, 1)

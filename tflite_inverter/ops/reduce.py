@@ -48,7 +48,7 @@ from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import integer_range, raw_codes, round_half_away
 from .context import OpContext
-from .recurrent import mbqm_double
+from .fixedpoint import mbqm_double, quantize_multiplier
 from .registry import register
 
 
@@ -151,7 +151,7 @@ def _exact_mean(ctx: OpContext, q: Any, lay: _Layout) -> Any:
     if lay.type_name in ("INT8", "UINT8"):
         return _xnnpack_sum(q, lay, mean=True)
     acc = tf.reduce_sum(q, axis=lay.axes)
-    mult, shift = hybrid.quantize_multiplier(float(np.float32(lay.in_scale)) / float(np.float32(lay.out_scale)))
+    mult, shift = quantize_multiplier(float(np.float32(lay.in_scale)) / float(np.float32(lay.out_scale)))
     k = min(lay.n.bit_length() - 1, 32, 31 + shift)
     if mult == 0 or k < 0:
         return None
@@ -183,7 +183,7 @@ def _exact_prod(ctx: OpContext, q: Any, lay: _Layout) -> Any:
     if lay.type_name not in ("INT8", "INT16"):
         return None
     scaling = float(np.float32(lay.in_scale)) / math.pow(float(np.float32(lay.out_scale)), 1.0 / lay.n)
-    mult, shift = hybrid.quantize_multiplier(scaling)
+    mult, shift = quantize_multiplier(scaling)
     cols = tf.reshape(tf.transpose(tf.cast(q, tf.int64), lay.kept + lay.axes), [-1, lay.n])
 
     def step(cur: Any, col: Any) -> Any:  # int32 accumulator between steps (static_cast wraps)
