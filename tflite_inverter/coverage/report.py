@@ -126,14 +126,7 @@ def _quant_info(t: Tensor) -> dict[str, Any] | None:
     q = t.quantization
     if q is None or not (q.is_quantized or q.details):
         return None
-    return {
-        "scale": [float(s) for s in q.scale],
-        "zero_point": [int(z) for z in q.zero_point],
-        "quantized_dimension": int(q.quantized_dimension),
-        "per_channel": bool(q.per_channel),
-        "channels": int(q.scale.size),
-        "details": q.details,
-    }
+    return q.to_json()
 
 
 def _tensor_info(sg: Subgraph, idx: int) -> dict[str, Any]:

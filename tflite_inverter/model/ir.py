@@ -36,14 +36,15 @@ class Quantization:
         return self.scale.size > 1
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
+        """The quantization as the JSON report writes it (``docs/report-json.md``)."""
+        return {
             "scale": [float(s) for s in self.scale],
             "zero_point": [int(z) for z in self.zero_point],
-            "quantized_dimension": self.quantized_dimension,
+            "quantized_dimension": int(self.quantized_dimension),
+            "per_channel": bool(self.per_channel),
+            "channels": int(self.scale.size),
+            "details": self.details,
         }
-        if self.details:
-            out["details"] = self.details
-        return out
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,18 @@ def check_activation(options: dict[str, Any]) -> list[str]:
     return [] if act in FUSED_ACTIVATIONS else [f"fused activation {act!r} unknown"]
 
 
+#: TFLite's Padding enum values a convolution or pool can have (the schema has no others today).
+PADDINGS = ("SAME", "VALID")
+
+
+def check_padding(options: dict[str, Any]) -> list[str]:
+    """The check-phase problem of an unknown ``padding`` option (empty when it is SAME or VALID)."""
+    pad = options.get("padding", "SAME")
+    return [] if pad in PADDINGS else [f"padding {pad!r} is not SAME or VALID"]
+
+
 def tf_padding(padding: str, where: str) -> str:
-    if padding in ("SAME", "VALID"):
+    if padding in PADDINGS:
         return padding
     raise UnsupportedOpError([f"{where}: padding {padding!r} is not SAME or VALID"])
 

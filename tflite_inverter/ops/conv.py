@@ -35,7 +35,7 @@ import numpy as np
 from .._tf import tf
 from ..model.ir import Operator, Subgraph, Tensor
 from . import hybrid
-from .common import check_activation, constant_pad, same_padding_amounts, tf_padding
+from .common import check_activation, check_padding, constant_pad, same_padding_amounts, tf_padding
 from .context import OpContext
 from .registry import register
 
@@ -44,13 +44,8 @@ WIDE_BMM = True
 
 
 # -- checks -----------------------------------------------------------------------------------------
-def _padding_problem(o: dict[str, Any]) -> list[str]:
-    pad = o.get("padding", "SAME")
-    return [] if pad in ("SAME", "VALID") else [f"padding {pad!r} is not SAME or VALID"]
-
-
 def _conv_check(op: Operator, sg: Subgraph) -> list[str]:
-    problems = check_activation(op.options) + _padding_problem(op.options)
+    problems = check_activation(op.options) + check_padding(op.options)
     rank = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 4, "TRANSPOSE_CONV": 4, "CONV_3D": 5, "CONV_3D_TRANSPOSE": 5}
     w = sg.input_of(op, 1)
     if op.name in rank and (w is None or len(w.shape) != rank[op.name]):

@@ -22,17 +22,13 @@ from typing import Any
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
 from . import hybrid
-from .common import check_activation, raw_codes, tf_padding
+from .common import check_activation, check_padding, raw_codes, tf_padding
 from .context import OpContext
 from .registry import register
 
 
 def _pool_check(op: Operator, sg: Subgraph) -> list[str]:
-    problems = check_activation(op.options)
-    pad = op.options.get("padding", "SAME")
-    if pad not in ("SAME", "VALID"):
-        problems.append(f"padding {pad!r} is not SAME or VALID")
-    return problems
+    return check_activation(op.options) + check_padding(op.options)
 
 
 def _args(ctx: OpContext) -> dict[str, Any]:

@@ -47,14 +47,13 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph, Tensor
-from .common import apply_activation, round_half_away
+from .common import FUSED_ACTIVATIONS, apply_activation, round_half_away
 from .context import OpContext
 from .fixedpoint import mbqm, rounding_divide_by_pot
 from .registry import register
 
 GATES = ("input", "forget", "cell", "output")
 #: Activations the recurrent kernels' ApplyActivationToVector implements.
-RECURRENT_ACTIVATIONS = ("NONE", "RELU", "RELU_N1_TO_1", "RELU6", "TANH", "SIGN_BIT")
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,8 @@ def _kind(input_t: Tensor | None, weight_t: Tensor | None) -> str:
 
 def _activation_problems(op: Operator) -> list[str]:
     act = op.options.get("fused_activation_function", "NONE")
-    if act not in RECURRENT_ACTIVATIONS:
-        return [f"fused activation {act!r} (the recurrent kernels implement {', '.join(RECURRENT_ACTIVATIONS)})"]
+    if act not in FUSED_ACTIVATIONS:
+        return [f"fused activation {act!r} (the recurrent kernels implement {', '.join(FUSED_ACTIVATIONS)})"]
     return []
 
 
