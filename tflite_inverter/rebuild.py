@@ -308,21 +308,22 @@ def _subgraph_io(sg: ir.Subgraph, s: Any) -> tuple[list[tuple[str, int]], list[t
     sig_in = {ti: n for n, ti in s.inputs}
     sig_out = {ti: n for n, ti in s.outputs}
 
-    def name_in(ti: int) -> str:
-        if ti in sig_in:
-            return sig_in[ti]
-        for op in sg.operators:  # the subgraph input feeds a named tensor through one adapter op
-            if op.name in _IO_ADAPTERS and op.inputs[:1] == (ti,) and op.outputs and op.outputs[0] in sig_in:
-                return sig_in[op.outputs[0]]
+    def named(ti: int, names: dict[int, str], inward: bool) -> str:
+        """The signature's name of ``ti``, or of the tensor one adapter op away from it (an input
+        feeding a named tensor, a named tensor feeding an output), else the tensor's own name."""
+        if ti in names:
+            return names[ti]
+        for op in sg.operators:
+            here, there = (op.inputs, op.outputs) if inward else (op.outputs, op.inputs)
+            if op.name in _IO_ADAPTERS and here[:1] == (ti,) and there and there[0] in names:
+                return names[there[0]]
         return sg.tensors[ti].name
 
+    def name_in(ti: int) -> str:
+        return named(ti, sig_in, True)
+
     def name_out(ti: int) -> str:
-        if ti in sig_out:
-            return sig_out[ti]
-        for op in sg.operators:  # the subgraph output is a named tensor after one adapter op
-            if op.name in _IO_ADAPTERS and op.outputs[:1] == (ti,) and op.inputs and op.inputs[0] in sig_out:
-                return sig_out[op.inputs[0]]
-        return sg.tensors[ti].name
+        return named(ti, sig_out, False)
 
     ins = [(name_in(ti), ti) for ti in sg.inputs]
     outs = [(name_out(ti), ti) for ti in sg.outputs]
