@@ -6,9 +6,11 @@ by the tests), e.g. ``tf.truncatediv`` -> DIV on integers, ``relu(x) + (-alpha) 
 ``x * relu6(x + 3) / 6`` -> HARD_SWISH.
 
 Quantized tensors arrive as real values (see :mod:`..rebuild`), so every rebuilder computes the float
-semantics and the builder rounds the output onto its integer grid. Options that only select an integer
-kernel variant (``pot_scale_int16`` of ADD/SUB: power-of-two vs general int16 rescaling) do not change
-the real-valued result and need no handling here.
+semantics and the builder rounds the output onto its integer grid.
+
+Faithful int16 ADD/SUB (16x8) run the builtin kernel (XNNPACK takes no int16): ``pot_scale_int16``
+with power-of-two scales selects its power-of-two path (:func:`_add_int16_pot`), anything else its
+general path (``left_shift`` 15, int32 double rounding, :func:`_add_int16_general`); both exact.
 
 Exception, faithful mode: 8-bit HARD_SWISH (int8 and uint8) is not XNNPACK's in the default interpreter
 (its delegate takes HARD_SWISH for float32 only; measured: the builtin's integers match the default
@@ -41,7 +43,7 @@ from .._tf import tf
 from ..ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
-from .recurrent import _mbqm  # MultiplyByQuantizedMultiplier, double rounding
+from .recurrent import _mbqm, _rdpot_tf, mbqm_double  # MultiplyByQuantizedMultiplier, double rounding
 from .registry import register
 
 
@@ -89,7 +91,56 @@ def _integer_add(ctx: Any, subtract: bool) -> Any | None:
         # XNNPACK takes the op only for input/output scale ratios in [2^-10, 2^8); outside that range
         # (e.g. dead tensors with scales near 1e-35) the interpreter runs the built-in kernel.
         return hybrid.add_integer(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract=subtract)
+    if (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
+            and all(hybrid.is_q16(t) for t in (a_t, b_t, y_t))
+            and all(float(t.quantization.scale[0]) > 0 for t in (a_t, b_t, y_t))):
+        if not (ctx.options.get("pot_scale_int16", True) and all(_pot_scale(t) for t in (a_t, b_t, y_t))):
+            return _add_int16_general(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract)
+        if list(a_t.shape) == list(b_t.shape):  # the pot kernel reads both operands flat (no broadcasting)
+            return _add_int16_pot(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract)
     return None
+
+
+def _pot_scale(t: Any) -> bool:
+    """The kernels' ``CheckedLog2``: the scale's log2 is within 1e-3 of an integer."""
+    s = float(t.quantization.scale[0])
+    return s > 0 and abs(np.log2(s) - np.round(np.log2(s))) < 1e-3
+
+
+def _add_int16_pot(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, subtract: bool) -> Any:
+    """The builtin int16 ADD/SUB, power-of-two path (``pot_scale_int16`` set and every scale a power of
+    two; the kernel requires one input's scale to equal the output's, the other's to be smaller): the
+    other input's code is divided by ``2**k`` with gemmlowp's ``RoundingDivideByPOT`` (ties away from
+    zero), the two codes are added (subtracted) with int16 saturation, then clamped to the activation."""
+    sa, sb, so = (float(np.float32(t.quantization.scale[0])) for t in (a_t, b_t, y_t))
+    qa = tf.cast(tf.round(a / sa), tf.int64)
+    qb = tf.cast(tf.round(b / sb), tf.int64)
+    ka, kb = (int(np.round(np.log2(so))) - int(np.round(np.log2(s))) for s in (sa, sb))  # right shifts
+    qa, qb = _rdpot_tf(qa, ka), _rdpot_tf(qb, kb)
+    raw = tf.clip_by_value(qa - qb if subtract else qa + qb, -32768, 32767)
+    lo, hi = hybrid.clamp_range(y_t, act)
+    q = tf.clip_by_value(tf.cast(raw, tf.float32), lo, hi)
+    return hybrid.ste(a - b if subtract else a + b, q * so)
+
+
+def _add_int16_general(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, subtract: bool) -> Any:
+    """The builtin int16 ADD/SUB, general-scale path (``add.cc`` / ``sub.cc`` with ``left_shift`` 15;
+    XNNPACK does not take int16): with ``t = 2 * max(s_a, s_b)`` (double of the float32 scales), each
+    code ``q << 15`` is rescaled by ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` with multiplier
+    ``s / t``, the two are added (subtracted), and the sum is rescaled by ``t / (2**15 * s_y)``, then
+    clamped to the activation range. Every step is int32 double rounding (:func:`.recurrent.mbqm_double`).
+    """
+    sa, sb, so = (float(np.float32(t.quantization.scale[0])) for t in (a_t, b_t, y_t))
+    twice = 2.0 * max(sa, sb)
+    qa = tf.cast(tf.round(a / sa), tf.int64) * 2 ** 15
+    qb = tf.cast(tf.round(b / sb), tf.int64) * 2 ** 15
+    sa_ = mbqm_double(qa, *hybrid.quantize_multiplier(sa / twice))
+    sb_ = mbqm_double(qb, *hybrid.quantize_multiplier(sb / twice))
+    raw = sa_ - sb_ if subtract else sa_ + sb_
+    q = mbqm_double(raw, *hybrid.quantize_multiplier(twice / (2 ** 15 * so)))
+    lo, hi = hybrid.clamp_range(y_t, act)
+    q = tf.clip_by_value(tf.cast(q, tf.float32), lo, hi)
+    return hybrid.ste(a - b if subtract else a + b, q * so)
 
 
 @register("ADD", check=_act_check)
