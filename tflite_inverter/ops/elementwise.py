@@ -12,6 +12,11 @@ Faithful int16 ADD/SUB (16x8) run the builtin kernel (XNNPACK takes no int16): `
 with power-of-two scales selects its power-of-two path (:func:`_add_int16_pot`), anything else its
 general path (``left_shift`` 15, int32 double rounding, :func:`_add_int16_general`); both exact.
 
+Faithful int16 EXP, LOG, RSQRT and GELU (zero points 0) run the builtin kernels' 513-entry
+``LUTPopulate<int16_t>`` table (float transform; RSQRT/LOG saturate at and below zero; GELU the erfc
+form or the tanh form) read through the interpolating ``LUTLookup``: one output code per input code
+(:func:`int16_lut_codes`), exact on every code. XNNPACK takes none of them for int16.
+
 Exception, faithful mode: 8-bit HARD_SWISH (int8 and uint8) is not XNNPACK's in the default interpreter
 (its delegate takes HARD_SWISH for float32 only; measured: the builtin's integers match the default
 interpreter's on every input code), so the builtin ``HardSwish`` kernel counts -- reference_ops and
@@ -34,6 +39,7 @@ the float form rounded onto the grid is 1 LSB off on exact ties.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -285,8 +291,120 @@ def _stablehlo_check(op: Operator, sg: Subgraph) -> list[str]:
     return []
 
 
+def _std_round(v: np.ndarray) -> np.ndarray:
+    """``std::round`` (half away from zero) of float32 values, exactly (done in float64), as float32."""
+    w = v.astype(np.float64)
+    return (np.sign(w) * np.floor(np.abs(w) + 0.5)).astype(np.float32)
+
+
+def int16_lut_codes(s_in: float, s_out: float, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The output code of every int16 input code (index ``q + 32768``) under TFLite's
+    ``LUTPopulate<int16_t>`` (``kernels/internal/common.h`` / ``lut.h``, FloatT = float, zero points 0)
+    read through ``LUTLookup``.
+
+    Table: 512 float32 samples of ``fn`` over [``-32768 s_in``, ``32767 s_in``] (``input_min + i *
+    step``, step ``(max - min) / 512``), each scaled by ``65536 / (65535 s_out)``, rounded
+    (``std::round``) and lowered by half the interpolation error at its interval's midpoint, clamped
+    to int16, plus the end point. ``fn`` maps float32 to float32 (the kernels' ``float`` transform).
+    Lookup: entry ``256 + (q >> 7)`` plus ``(slope * (q & 127) + 64) >> 7``, int16 arithmetic.
+    A NaN entry reads as -32768 (x86 converts it so).
+    """
+    f32 = np.float32
+    s_i, s_o = f32(s_in), f32(s_out)
+    i_min, i_max = s_i * f32(-32768), s_i * f32(32767)
+    step = (i_max - i_min) / f32(512)
+    half = step / f32(2)
+    inv = f32(65536) / (s_o * f32(32767) - s_o * f32(-32768))
+    i = np.arange(512, dtype=f32)
+    with np.errstate(all="ignore"):
+        val, mid = fn(i_min + i * step), fn(i_min + i * step + half)
+        nxt = fn(i_min + (i + f32(1)) * step)
+        sample = _std_round(val * inv)
+        interp = _std_round((nxt * inv + sample) / f32(2))
+        bias = _std_round((interp - _std_round(mid * inv)) / f32(2))
+        last = _std_round(fn(np.array([i_max], f32)) * inv)
+        table = np.concatenate([sample - bias, last]).astype(np.float64)
+    table = np.where(np.isnan(table), -32768.0, np.clip(table, -32768.0, 32767.0)).astype(np.int64)
+    q = np.arange(-32768, 32768, dtype=np.int64)
+    index, offset = (q >> 7) + 256, q & 127
+    base = table[index]
+
+    def wrap(v: np.ndarray) -> np.ndarray:
+        return ((v + 32768) & 0xFFFF) - 32768
+
+    slope = wrap(table[index + 1] - base)
+    return wrap(base + wrap((slope * offset + 64) >> 7))
+
+
+def _f32(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """A float transform computed in double and rounded once to float32 (libm's float functions are
+    correctly rounded here in practice)."""
+    return lambda x: fn(x.astype(np.float64)).astype(np.float32)
+
+
+def _gelu_exact(x: np.ndarray) -> np.ndarray:
+    """``reference_ops::GeluTransform``: ``0.5f * x * erfcf(x * -(float)M_SQRT1_2)``, float32."""
+    f32 = np.float32
+    erfc = np.vectorize(math.erfc, otypes=[np.float64])
+    return (f32(0.5) * x) * erfc((x * f32(-math.sqrt(0.5))).astype(np.float64)).astype(f32)
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """``GeluTransformApproximate``: ``0.5f * x * (1 + tanhf(sqrt(2/pi)f * (x + 0.044715f x^3)))``."""
+    f32 = np.float32
+    inner = f32(2.0 / math.sqrt(math.pi) * math.sqrt(0.5)) * (x + f32(0.044715) * x * x * x)
+    return (f32(0.5) * x) * (f32(1) + np.tanh(inner.astype(np.float64)).astype(f32))
+
+
+def _int16_lut_transforms(name: str, s_out: float, options: dict) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The float transform each int16 LUT kernel tabulates (RSQRT/LOG saturate at and below zero)."""
+    top, bottom = np.float32(32767 * np.float32(s_out)), np.float32(-32768 * np.float32(s_out))
+    if name == "EXP":
+        return _f32(np.exp)
+    if name == "RSQRT":
+        return lambda x: np.where(x <= 0, top, _f32(lambda v: 1.0 / np.sqrt(v))(np.maximum(x, 1e-30)))
+    if name == "LOG":
+        return lambda x: np.where(x <= 0, bottom, _f32(np.log)(np.maximum(x, 1e-30)))
+    if name == "GELU":
+        return _gelu_tanh if options.get("approximate", False) else _gelu_exact
+    return None
+
+
+def _int16_lut_op(ctx: Any, name: str) -> Any | None:
+    """Faithful int16 (zero points 0) EXP / LOG / RSQRT / GELU: the builtin kernels' interpolated
+    513-entry table (:func:`int16_lut_codes`), looked up per input code; ``None`` otherwise."""
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and hybrid.is_q16(out_t)
+            and not in_t.quantization.zero_point.any() and not out_t.quantization.zero_point.any()):
+        return None
+    s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
+    fn = _int16_lut_transforms(name, s_out, ctx.options)
+    if fn is None or s_in <= 0 or s_out <= 0:
+        return None
+    codes = tf.constant(int16_lut_codes(s_in, s_out, fn).astype(np.float32))
+    x = ctx.input(0)
+    q = tf.cast(tf.clip_by_value(tf.round(x / s_in), -32768.0, 32767.0), tf.int32) + 32768
+    y_float = _UNARY[name](x) if name in _UNARY else tf.nn.gelu(x, approximate=bool(ctx.options.get("approximate")))
+    # the float form carries the gradient only; clipped to the output range so that the straight-through
+    # sum ``y + (exact - y)`` stays exact in float32
+    y_float = tf.where(tf.math.is_finite(y_float), y_float, tf.zeros_like(y_float))
+    y_float = tf.clip_by_value(y_float, -32768.0 * s_out, 32767.0 * s_out)
+    return hybrid.ste(y_float, tf.gather(codes, q) * float(np.float32(s_out)))
+
+
+def _make_lut_unary(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def rebuild(ctx: Any) -> list[Any]:
+        exact = _int16_lut_op(ctx, name)
+        return [exact if exact is not None else fn(ctx.input(0))]
+
+    return rebuild
+
+
 for _name, _fn in _UNARY.items():
     if _name in ("HARD_SWISH", "RELU", "RELU6"):  # registered below with their exact integer forms
+        continue
+    if _name in ("EXP", "LOG", "RSQRT"):
+        register(_name)(_make_lut_unary(_name, _fn))
         continue
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
@@ -418,8 +536,10 @@ def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] |
 
 @register("GELU")
 def gelu(ctx: Any) -> list[Any]:
-    """``approximate`` selects the tanh form, as in TensorFlow; the converter keeps the option."""
-    return [tf.nn.gelu(ctx.input(0), approximate=bool(ctx.options.get("approximate", False)))]
+    """``approximate`` selects the tanh form, as in TensorFlow; the converter keeps the option.
+    Faithful int16: the kernel's interpolated table (:func:`_int16_lut_op`)."""
+    exact = _int16_lut_op(ctx, "GELU")
+    return [exact if exact is not None else tf.nn.gelu(ctx.input(0), approximate=bool(ctx.options.get("approximate", False)))]
 
 
 @register("NEG", check=_per_tensor_check)
