@@ -16,6 +16,8 @@ Faithful int16 EXP, LOG, RSQRT and GELU (zero points 0) run the builtin kernels'
 ``LUTPopulate<int16_t>`` table (float transform; RSQRT/LOG saturate at and below zero; GELU the erfc
 form or the tanh form) read through the interpolating ``LUTLookup``: one output code per input code
 (:func:`int16_lut_codes`), exact on every code. XNNPACK takes none of them for int16.
+Faithful int16 LOGISTIC / TANH (non-power-of-two input scale) run ``reference_integer_ops``' 256-entry
+sigmoid-table interpolation (:func:`int16_sigmoid_codes`; within 1 LSB, see there).
 
 Exception, faithful mode: 8-bit HARD_SWISH (int8 and uint8) is not XNNPACK's in the default interpreter
 (its delegate takes HARD_SWISH for float32 only; measured: the builtin's integers match the default
@@ -370,6 +372,47 @@ def _int16_lut_transforms(name: str, s_out: float, options: dict) -> Callable[[n
     return None
 
 
+def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
+    """Every int16 input code's output under the builtin int16 LOGISTIC / TANH for a non-power-of-two
+    input scale (``activations.cc``: ``input_multiplier > 0`` selects ``reference_integer_ops``).
+
+    Prepare: ``m = s_in * 4096 * 3`` (double), doubled while ``m <= 32767 / 2`` (at most 31 times,
+    counting ``left_shift``), truncated to int. Kernel: ``v = (q * m + round) >> left_shift``; ``|v|``
+    indexes the 256-entry table of ``sigmoid(i / 24)`` in 0.16 format by ``|v| >> 9`` (TANH: ``>> 8``),
+    interpolating the low 9 (8) bits; saturated from index 255; mirrored for negative ``v`` and
+    rounded back to Q0.15. ``None`` for a power-of-two scale whose shift is 0 or 1 (the gemmlowp path).
+
+    Known gap: the kernel's table is a hard-coded constant (``sigmoid_table_uint16``) that 44 of 256
+    entries exceed ``round(65536 sigmoid(i / 24))`` by one; no formula found reproduces it, so this
+    computed table leaves 1 LSB on some codes (measured; with the kernel's constants the arithmetic
+    below is exact on every code).
+    """
+    log2 = math.log2(float(np.float32(s_in)))
+    if abs(log2 - round(log2)) < 1e-3 and 12 + round(log2) in (0, 1):
+        return None
+    m, shift = float(np.float32(s_in)) * 4096.0 * 3.0, 0
+    while m <= 32767.0 / 2.0 and shift <= 30:
+        shift += 1
+        m *= 2.0
+    mult = int(m)
+    table = np.minimum(np.floor(65536.0 / (1.0 + np.exp(-np.arange(256) / 24.0)) + 0.5), 65535).astype(np.int64)
+    q = np.arange(-32768, 32768, dtype=np.int64)
+    v = (q * mult + ((1 << (shift - 1)) if shift > 0 else 0)) >> shift
+    a = np.abs(v)
+    bits = 8 if tanh else 9
+    uh = a >> bits
+    safe = np.minimum(uh, 254)
+    ua, ub = table[safe], table[safe + 1]
+    interp = (ua << bits) + (a & ((1 << bits) - 1)) * (ub - ua)
+    if tanh:
+        r = np.where(uh >= 255, 0xFFFF << 8, interp)
+        r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1) >> 8
+    else:
+        r = np.where(uh >= 255, 0x7FFF << 10, interp)
+        r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1) >> 10
+    return ((r + 32768) & 0xFFFF) - 32768  # stored as int16
+
+
 def _int16_lut_op(ctx: Any, name: str) -> Any | None:
     """Faithful int16 (zero points 0) EXP / LOG / RSQRT / GELU: the builtin kernels' interpolated
     513-entry table (:func:`int16_lut_codes`), looked up per input code; ``None`` otherwise."""
@@ -378,10 +421,16 @@ def _int16_lut_op(ctx: Any, name: str) -> Any | None:
             and not in_t.quantization.zero_point.any() and not out_t.quantization.zero_point.any()):
         return None
     s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
-    fn = _int16_lut_transforms(name, s_out, ctx.options)
-    if fn is None or s_in <= 0 or s_out <= 0:
+    if s_in <= 0 or s_out <= 0:
         return None
-    codes = tf.constant(int16_lut_codes(s_in, s_out, fn).astype(np.float32))
+    if name in ("LOGISTIC", "TANH"):
+        table = int16_sigmoid_codes(s_in, tanh=name == "TANH")
+    else:
+        fn = _int16_lut_transforms(name, s_out, ctx.options)
+        table = None if fn is None else int16_lut_codes(s_in, s_out, fn)
+    if table is None:
+        return None
+    codes = tf.constant(table.astype(np.float32))
     x = ctx.input(0)
     q = tf.cast(tf.clip_by_value(tf.round(x / s_in), -32768.0, 32767.0), tf.int32) + 32768
     y_float = _UNARY[name](x) if name in _UNARY else tf.nn.gelu(x, approximate=bool(ctx.options.get("approximate")))
@@ -403,7 +452,7 @@ def _make_lut_unary(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], list
 for _name, _fn in _UNARY.items():
     if _name in ("HARD_SWISH", "RELU", "RELU6"):  # registered below with their exact integer forms
         continue
-    if _name in ("EXP", "LOG", "RSQRT"):
+    if _name in ("EXP", "LOG", "RSQRT", "LOGISTIC", "TANH"):
         register(_name)(_make_lut_unary(_name, _fn))
         continue
     register(_name)(_make_unary(_fn))
