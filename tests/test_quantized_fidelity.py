@@ -174,17 +174,21 @@ def test_quantized_mul_is_exact_on_both_sides_of_xnnpack_range(dtype, scales, ac
 
 
 # -- ADD / SUB int16 (16x8): the builtin general-scale kernel (left_shift 15, int32 double rounding) ---
+_SAME, _BCAST = [2, 64, 32], [1, 1, 32]
+
+
 @pytest.mark.parametrize("op", ["ADD", "SUB"])
-@pytest.mark.parametrize("scales, pot", [((1e-4, 3e-5, 1.5e-4), False), ((2e-4, 2e-4, 1e-4), False),
-                                         ((1e-4, 3e-5, 3e-4), True), ((2.0 ** -12, 2.0 ** -14, 2.0 ** -12), True)],
-                         ids=["base", "out-smaller", "pot-flag-general-scales", "pot-path"])
+@pytest.mark.parametrize("scales, pot, b_shape", [
+    ((1e-4, 3e-5, 1.5e-4), False, _SAME), ((1e-4, 3e-5, 1.5e-4), False, _BCAST),
+    ((2e-4, 2e-4, 1e-4), False, _SAME), ((2e-4, 2e-4, 1e-4), False, _BCAST),
+    ((1e-4, 3e-5, 3e-4), True, _SAME), ((1e-4, 3e-5, 3e-4), True, _BCAST),
+    ((2.0 ** -12, 2.0 ** -14, 2.0 ** -12), True, _SAME)],
+    ids=["base", "base-broadcast", "out-smaller", "out-smaller-broadcast", "pot-flag-general-scales",
+         "pot-flag-general-scales-broadcast", "pot-path"])
 @pytest.mark.parametrize("act", ["NONE", "RELU", "RELU6"])
-@pytest.mark.parametrize("b_shape", [[2, 64, 32], [1, 1, 32]], ids=["same", "broadcast"])
-def test_int16_add_sub_is_bit_exact(op, scales, pot, act, b_shape):
-    """Every int16 code pair drawn at random; the pot kernel reads operands flat, so it is tested
-    without broadcasting (the interpreter's result with broadcasting there is undefined)."""
-    if pot and scales[2] == scales[0] and b_shape != [2, 64, 32]:
-        b_shape = [2, 64, 32]
+def test_int16_add_sub_is_bit_exact(op, scales, pot, b_shape, act):
+    """Random int16 code pairs over the full range. The power-of-two kernel reads its operands flat
+    (the interpreter's result with broadcasting there is undefined), so it is tested without."""
     q = [_q(s, 0) for s in scales]
     opts = "AddOptions" if op == "ADD" else "SubOptions"
     model = build_model(
