@@ -173,6 +173,36 @@ def test_quantized_mul_is_exact_on_both_sides_of_xnnpack_range(dtype, scales, ac
         np.testing.assert_array_equal(got, ref)
 
 
+# -- ADD / SUB int16 (16x8): the builtin general-scale kernel (left_shift 15, int32 double rounding) ---
+_SAME, _BCAST = [2, 64, 32], [1, 1, 32]
+
+
+@pytest.mark.parametrize("op", ["ADD", "SUB"])
+@pytest.mark.parametrize("scales, pot, b_shape", [
+    ((1e-4, 3e-5, 1.5e-4), False, _SAME), ((1e-4, 3e-5, 1.5e-4), False, _BCAST),
+    ((2e-4, 2e-4, 1e-4), False, _SAME), ((2e-4, 2e-4, 1e-4), False, _BCAST),
+    ((1e-4, 3e-5, 3e-4), True, _SAME), ((1e-4, 3e-5, 3e-4), True, _BCAST),
+    ((2.0 ** -12, 2.0 ** -14, 2.0 ** -12), True, _SAME)],
+    ids=["base", "base-broadcast", "out-smaller", "out-smaller-broadcast", "pot-flag-general-scales",
+         "pot-flag-general-scales-broadcast", "pot-path"])
+@pytest.mark.parametrize("act", ["NONE", "RELU", "RELU6"])
+def test_int16_add_sub_is_bit_exact(op, scales, pot, b_shape, act):
+    """Random int16 code pairs over the full range. The power-of-two kernel reads its operands flat
+    (the interpreter's result with broadcasting there is undefined), so it is tested without."""
+    q = [_q(s, 0) for s in scales]
+    opts = "AddOptions" if op == "ADD" else "SubOptions"
+    model = build_model(
+        tensors=[("a", [2, 64, 32], "INT16", None, q[0]), ("b", b_shape, "INT16", None, q[1]),
+                 ("y", [2, 64, 32], "INT16", None, q[2])],
+        ops=[(op, [0, 1], [2], opts, {"fused_activation_function": act, "pot_scale_int16": pot})],
+        inputs=[0, 1], outputs=[2])
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(-32768, 32767, size=s, endpoint=True).astype(np.int16) for s in ([2, 64, 32], b_shape)]
+    ref = run_interpreter(model, xs)[0].astype(np.int32)
+    got = run_rebuilt(model, xs)[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
+
+
 # -- HARD_SWISH 8-bit: the kernel's fixed-point table, every input code --------------------------------
 @pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
 @pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [

@@ -6,9 +6,18 @@ by the tests), e.g. ``tf.truncatediv`` -> DIV on integers, ``relu(x) + (-alpha) 
 ``x * relu6(x + 3) / 6`` -> HARD_SWISH.
 
 Quantized tensors arrive as real values (see :mod:`..rebuild`), so every rebuilder computes the float
-semantics and the builder rounds the output onto its integer grid. Options that only select an integer
-kernel variant (``pot_scale_int16`` of ADD/SUB: power-of-two vs general int16 rescaling) do not change
-the real-valued result and need no handling here.
+semantics and the builder rounds the output onto its integer grid.
+
+Faithful int16 ADD/SUB (16x8) run the builtin kernel (XNNPACK takes no int16): ``pot_scale_int16``
+with power-of-two scales selects its power-of-two path (:func:`_add_int16_pot`), anything else its
+general path (``left_shift`` 15, int32 double rounding, :func:`_add_int16_general`); both exact.
+
+Faithful int16 EXP, LOG, RSQRT and GELU (zero points 0) run the builtin kernels' 513-entry
+``LUTPopulate<int16_t>`` table (float transform; RSQRT/LOG saturate at and below zero; GELU the erfc
+form or the tanh form) read through the interpolating ``LUTLookup``: one output code per input code
+(:func:`int16_lut_codes`), exact on every code. XNNPACK takes none of them for int16.
+Faithful int16 LOGISTIC / TANH (non-power-of-two input scale) run ``reference_integer_ops``' 256-entry
+sigmoid-table interpolation (:func:`int16_sigmoid_codes`; within 1 LSB, see there).
 
 Exception, faithful mode: 8-bit HARD_SWISH (int8 and uint8) is not XNNPACK's in the default interpreter
 (its delegate takes HARD_SWISH for float32 only; measured: the builtin's integers match the default
@@ -32,6 +41,7 @@ the float form rounded onto the grid is 1 LSB off on exact ties.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +52,7 @@ from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
 from .context import OpContext, is_real_quantized
-from .fixedpoint import mbqm, quantize_multiplier
+from .fixedpoint import mbqm, mbqm_double, quantize_multiplier, rounding_divide_by_pot
 from .registry import register
 
 
@@ -89,7 +99,56 @@ def _integer_add(ctx: OpContext, subtract: bool) -> Any | None:
         # XNNPACK takes the op only for input/output scale ratios in [2^-10, 2^8); outside that range
         # (e.g. dead tensors with scales near 1e-35) the interpreter runs the built-in kernel.
         return hybrid.add_integer(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract=subtract)
+    if (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
+            and all(hybrid.is_q16(t) for t in (a_t, b_t, y_t))
+            and all(float(t.quantization.scale[0]) > 0 for t in (a_t, b_t, y_t))):
+        if not (ctx.options.get("pot_scale_int16", True) and all(_pot_scale(t) for t in (a_t, b_t, y_t))):
+            return _add_int16_general(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract)
+        if list(a_t.shape) == list(b_t.shape):  # the pot kernel reads both operands flat (no broadcasting)
+            return _add_int16_pot(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract)
     return None
+
+
+def _pot_scale(t: Any) -> bool:
+    """The kernels' ``CheckedLog2``: the scale's log2 is within 1e-3 of an integer."""
+    s = float(t.quantization.scale[0])
+    return s > 0 and abs(np.log2(s) - np.round(np.log2(s))) < 1e-3
+
+
+def _add_int16_pot(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, subtract: bool) -> Any:
+    """The builtin int16 ADD/SUB, power-of-two path (``pot_scale_int16`` set and every scale a power of
+    two; the kernel requires one input's scale to equal the output's, the other's to be smaller): the
+    other input's code is divided by ``2**k`` with gemmlowp's ``RoundingDivideByPOT`` (ties away from
+    zero), the two codes are added (subtracted) with int16 saturation, then clamped to the activation."""
+    sa, sb, so = (float(np.float32(t.quantization.scale[0])) for t in (a_t, b_t, y_t))
+    qa = tf.cast(tf.round(a / sa), tf.int64)
+    qb = tf.cast(tf.round(b / sb), tf.int64)
+    ka, kb = (int(np.round(np.log2(so))) - int(np.round(np.log2(s))) for s in (sa, sb))  # right shifts
+    qa, qb = rounding_divide_by_pot(qa, ka), rounding_divide_by_pot(qb, kb)
+    raw = tf.clip_by_value(qa - qb if subtract else qa + qb, -32768, 32767)
+    lo, hi = hybrid.clamp_range(y_t, act)
+    q = tf.clip_by_value(tf.cast(raw, tf.float32), lo, hi)
+    return hybrid.ste(a - b if subtract else a + b, q * so)
+
+
+def _add_int16_general(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, subtract: bool) -> Any:
+    """The builtin int16 ADD/SUB, general-scale path (``add.cc`` / ``sub.cc`` with ``left_shift`` 15;
+    XNNPACK does not take int16): with ``t = 2 * max(s_a, s_b)`` (double of the float32 scales), each
+    code ``q << 15`` is rescaled by ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` with multiplier
+    ``s / t``, the two are added (subtracted), and the sum is rescaled by ``t / (2**15 * s_y)``, then
+    clamped to the activation range. Every step is int32 double rounding (:func:`.fixedpoint.mbqm_double`).
+    """
+    sa, sb, so = (float(np.float32(t.quantization.scale[0])) for t in (a_t, b_t, y_t))
+    twice = 2.0 * max(sa, sb)
+    qa = tf.cast(tf.round(a / sa), tf.int64) * 2 ** 15
+    qb = tf.cast(tf.round(b / sb), tf.int64) * 2 ** 15
+    sa_ = mbqm_double(qa, *quantize_multiplier(sa / twice))
+    sb_ = mbqm_double(qb, *quantize_multiplier(sb / twice))
+    raw = sa_ - sb_ if subtract else sa_ + sb_
+    q = mbqm_double(raw, *quantize_multiplier(twice / (2 ** 15 * so)))
+    lo, hi = hybrid.clamp_range(y_t, act)
+    q = tf.clip_by_value(tf.cast(q, tf.float32), lo, hi)
+    return hybrid.ste(a - b if subtract else a + b, q * so)
 
 
 @register("ADD", check=_act_check)
@@ -234,8 +293,167 @@ def _stablehlo_check(op: Operator, sg: Subgraph) -> list[str]:
     return []
 
 
+def _std_round(v: np.ndarray) -> np.ndarray:
+    """``std::round`` (half away from zero) of float32 values, exactly (done in float64), as float32."""
+    w = v.astype(np.float64)
+    return (np.sign(w) * np.floor(np.abs(w) + 0.5)).astype(np.float32)
+
+
+def int16_lut_codes(s_in: float, s_out: float, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """The output code of every int16 input code (index ``q + 32768``) under TFLite's
+    ``LUTPopulate<int16_t>`` (``kernels/internal/common.h`` / ``lut.h``, FloatT = float, zero points 0)
+    read through ``LUTLookup``.
+
+    Table: 512 float32 samples of ``fn`` over [``-32768 s_in``, ``32767 s_in``] (``input_min + i *
+    step``, step ``(max - min) / 512``), each scaled by ``65536 / (65535 s_out)``, rounded
+    (``std::round``) and lowered by half the interpolation error at its interval's midpoint, clamped
+    to int16, plus the end point. ``fn`` maps float32 to float32 (the kernels' ``float`` transform).
+    Lookup: entry ``256 + (q >> 7)`` plus ``(slope * (q & 127) + 64) >> 7``, int16 arithmetic.
+    A NaN entry reads as -32768 (x86 converts it so).
+    """
+    f32 = np.float32
+    s_i, s_o = f32(s_in), f32(s_out)
+    i_min, i_max = s_i * f32(-32768), s_i * f32(32767)
+    step = (i_max - i_min) / f32(512)
+    half = step / f32(2)
+    inv = f32(65536) / (s_o * f32(32767) - s_o * f32(-32768))
+    i = np.arange(512, dtype=f32)
+    with np.errstate(all="ignore"):
+        val, mid = fn(i_min + i * step), fn(i_min + i * step + half)
+        nxt = fn(i_min + (i + f32(1)) * step)
+        sample = _std_round(val * inv)
+        interp = _std_round((nxt * inv + sample) / f32(2))
+        bias = _std_round((interp - _std_round(mid * inv)) / f32(2))
+        last = _std_round(fn(np.array([i_max], f32)) * inv)
+        table = np.concatenate([sample - bias, last]).astype(np.float64)
+    table = np.where(np.isnan(table), -32768.0, np.clip(table, -32768.0, 32767.0)).astype(np.int64)
+    q = np.arange(-32768, 32768, dtype=np.int64)
+    index, offset = (q >> 7) + 256, q & 127
+    base = table[index]
+
+    def wrap(v: np.ndarray) -> np.ndarray:
+        return ((v + 32768) & 0xFFFF) - 32768
+
+    slope = wrap(table[index + 1] - base)
+    return wrap(base + wrap((slope * offset + 64) >> 7))
+
+
+def _f32(fn: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """A float transform computed in double and rounded once to float32 (libm's float functions are
+    correctly rounded here in practice)."""
+    return lambda x: fn(x.astype(np.float64)).astype(np.float32)
+
+
+def _gelu_exact(x: np.ndarray) -> np.ndarray:
+    """``reference_ops::GeluTransform``: ``0.5f * x * erfcf(x * -(float)M_SQRT1_2)``, float32."""
+    f32 = np.float32
+    erfc = np.vectorize(math.erfc, otypes=[np.float64])
+    return (f32(0.5) * x) * erfc((x * f32(-math.sqrt(0.5))).astype(np.float64)).astype(f32)
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """``GeluTransformApproximate``: ``0.5f * x * (1 + tanhf(sqrt(2/pi)f * (x + 0.044715f x^3)))``."""
+    f32 = np.float32
+    inner = f32(2.0 / math.sqrt(math.pi) * math.sqrt(0.5)) * (x + f32(0.044715) * x * x * x)
+    return (f32(0.5) * x) * (f32(1) + np.tanh(inner.astype(np.float64)).astype(f32))
+
+
+def _int16_lut_transforms(name: str, s_out: float, options: dict) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The float transform each int16 LUT kernel tabulates (RSQRT/LOG saturate at and below zero)."""
+    top, bottom = np.float32(32767 * np.float32(s_out)), np.float32(-32768 * np.float32(s_out))
+    if name == "EXP":
+        return _f32(np.exp)
+    if name == "RSQRT":
+        return lambda x: np.where(x <= 0, top, _f32(lambda v: 1.0 / np.sqrt(v))(np.maximum(x, 1e-30)))
+    if name == "LOG":
+        return lambda x: np.where(x <= 0, bottom, _f32(np.log)(np.maximum(x, 1e-30)))
+    if name == "GELU":
+        return _gelu_tanh if options.get("approximate", False) else _gelu_exact
+    return None
+
+
+def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
+    """Every int16 input code's output under the builtin int16 LOGISTIC / TANH for a non-power-of-two
+    input scale (``activations.cc``: ``input_multiplier > 0`` selects ``reference_integer_ops``).
+
+    Prepare: ``m = s_in * 4096 * 3`` (double), doubled while ``m <= 32767 / 2`` (at most 31 times,
+    counting ``left_shift``), truncated to int. Kernel: ``v = (q * m + round) >> left_shift``; ``|v|``
+    indexes the 256-entry table of ``sigmoid(i / 24)`` in 0.16 format by ``|v| >> 9`` (TANH: ``>> 8``),
+    interpolating the low 9 (8) bits; saturated from index 255; mirrored for negative ``v`` and
+    rounded back to Q0.15. ``None`` for a power-of-two scale whose shift is 0 or 1 (the gemmlowp path).
+
+    Known gap: the kernel's table is a hard-coded constant (``sigmoid_table_uint16``) that 44 of 256
+    entries exceed ``round(65536 sigmoid(i / 24))`` by one; no formula found reproduces it, so this
+    computed table leaves 1 LSB on some codes (measured; with the kernel's constants the arithmetic
+    below is exact on every code).
+    """
+    log2 = math.log2(float(np.float32(s_in)))
+    if abs(log2 - round(log2)) < 1e-3 and 12 + round(log2) in (0, 1):
+        return None
+    m, shift = float(np.float32(s_in)) * 4096.0 * 3.0, 0
+    while m <= 32767.0 / 2.0 and shift <= 30:
+        shift += 1
+        m *= 2.0
+    mult = int(m)
+    table = np.minimum(np.floor(65536.0 / (1.0 + np.exp(-np.arange(256) / 24.0)) + 0.5), 65535).astype(np.int64)
+    q = np.arange(-32768, 32768, dtype=np.int64)
+    v = (q * mult + ((1 << (shift - 1)) if shift > 0 else 0)) >> shift
+    a = np.abs(v)
+    bits = 8 if tanh else 9
+    uh = a >> bits
+    safe = np.minimum(uh, 254)
+    ua, ub = table[safe], table[safe + 1]
+    interp = (ua << bits) + (a & ((1 << bits) - 1)) * (ub - ua)
+    if tanh:
+        r = np.where(uh >= 255, 0xFFFF << 8, interp)
+        r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1) >> 8
+    else:
+        r = np.where(uh >= 255, 0x7FFF << 10, interp)
+        r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1) >> 10
+    return ((r + 32768) & 0xFFFF) - 32768  # stored as int16
+
+
+def _int16_lut_op(ctx: OpContext, name: str) -> Any | None:
+    """Faithful int16 (zero points 0) EXP / LOG / RSQRT / GELU: the builtin kernels' interpolated
+    513-entry table (:func:`int16_lut_codes`), looked up per input code; ``None`` otherwise."""
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and hybrid.is_q16(out_t)
+            and not in_t.quantization.zero_point.any() and not out_t.quantization.zero_point.any()):
+        return None
+    s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
+    if s_in <= 0 or s_out <= 0:
+        return None
+    if name in ("LOGISTIC", "TANH"):
+        table = int16_sigmoid_codes(s_in, tanh=name == "TANH")
+    else:
+        fn = _int16_lut_transforms(name, s_out, ctx.options)
+        table = None if fn is None else int16_lut_codes(s_in, s_out, fn)
+    if table is None:
+        return None
+    codes = tf.constant(table.astype(np.float32))
+    x = ctx.input(0)
+    q = tf.cast(tf.clip_by_value(tf.round(x / s_in), -32768.0, 32767.0), tf.int32) + 32768
+    y_float = _UNARY[name](x) if name in _UNARY else tf.nn.gelu(x, approximate=bool(ctx.options.get("approximate")))
+    # the float form carries the gradient only; clipped to the output range so that the straight-through
+    # sum ``y + (exact - y)`` stays exact in float32
+    y_float = tf.where(tf.math.is_finite(y_float), y_float, tf.zeros_like(y_float))
+    y_float = tf.clip_by_value(y_float, -32768.0 * s_out, 32767.0 * s_out)
+    return hybrid.ste(y_float, tf.gather(codes, q) * float(np.float32(s_out)))
+
+
+def _make_lut_unary(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
+    def rebuild(ctx: OpContext) -> list[Any]:
+        exact = _int16_lut_op(ctx, name)
+        return [exact if exact is not None else fn(ctx.input(0))]
+
+    return rebuild
+
+
 for _name, _fn in _UNARY.items():
     if _name in ("HARD_SWISH", "RELU", "RELU6"):  # registered below with their exact integer forms
+        continue
+    if _name in ("EXP", "LOG", "RSQRT", "LOGISTIC", "TANH"):
+        register(_name)(_make_lut_unary(_name, _fn))
         continue
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
@@ -367,8 +585,10 @@ def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] |
 
 @register("GELU")
 def gelu(ctx: OpContext) -> list[Any]:
-    """``approximate`` selects the tanh form, as in TensorFlow; the converter keeps the option."""
-    return [tf.nn.gelu(ctx.input(0), approximate=bool(ctx.options.get("approximate", False)))]
+    """``approximate`` selects the tanh form, as in TensorFlow; the converter keeps the option.
+    Faithful int16: the kernel's interpolated table (:func:`_int16_lut_op`)."""
+    exact = _int16_lut_op(ctx, "GELU")
+    return [exact if exact is not None else tf.nn.gelu(ctx.input(0), approximate=bool(ctx.options.get("approximate", False)))]
 
 
 @register("NEG", check=_per_tensor_check)
