@@ -39,3 +39,11 @@ def corpus_dir() -> Path:
     if not CORPUS_DIR.is_dir():
         pytest.skip(f"corpus folder {CORPUS_DIR} is absent")
     return CORPUS_DIR
+
+
+def corpus_file(name: str) -> Path:
+    """``../shared/models/NAME``; skips the test when the corpus (or that file) is absent."""
+    path = CORPUS_DIR / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    return path

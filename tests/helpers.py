@@ -237,3 +237,71 @@ def uint8_io_in_front_of_int8_model() -> bytes:
     sig = [{"signature_key": "serving_default", "subgraph_index": 0,
             "inputs": [{"name": "x", "tensor_index": 1}], "outputs": [{"name": "y", "tensor_index": 3}]}]
     return build_model(tensors=tensors, ops=ops, inputs=[0], outputs=[4], signature_defs=sig)
+
+
+# -- shared by the op-family tests -----------------------------------------------------------------
+def reference_activation(y: np.ndarray, act: str) -> np.ndarray:
+    """TFLite's definition of each fused activation (kTfLiteAct*; common.apply_activation)."""
+    return {"NONE": lambda v: v, "RELU": lambda v: np.maximum(v, 0), "RELU_N1_TO_1": lambda v: np.clip(v, -1, 1),
+            "RELU6": lambda v: np.clip(v, 0, 6), "TANH": np.tanh,
+            "SIGN_BIT": lambda v: (v < 0).astype(v.dtype)}[act](y)
+
+
+def round_trip_ops(model: bytes, via_saved_model: bool = False) -> list[str]:
+    """The ops a plain TFLiteConverter makes of the rebuilt float graph (from its concrete function,
+    or ``via_saved_model``: saved as a SavedModel first, as a user would)."""
+    import tempfile
+
+    module = make_module(read_model(model))
+    if not via_saved_model:
+        fn = module.concrete[module.plans[0].key]
+        return op_names(tf.lite.TFLiteConverter.from_concrete_functions([fn], module).convert())
+    with tempfile.TemporaryDirectory() as tmp:
+        tf.saved_model.save(module, tmp, signatures=dict(module.concrete))
+        back = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(module.concrete)).convert()
+    return op_names(back)
+
+
+def check_quantized(model: bytes, specs: Sequence[tf.TensorSpec], exact: bool = True, low: float = -1.0,
+                    high: float = 1.0) -> tuple[float, float]:
+    """Random inputs in [low, high] through the interpreter and the faithful rebuild: (worst LSB,
+    fraction within 1 LSB); ``exact`` asserts 0 LSB."""
+    worst, within = assert_quantized_close(model, quantized_inputs(model, random_like(specs, low=low, high=high)))
+    if exact:
+        assert worst == 0, f"faithful integer emulation is off by {worst} LSB"
+    return worst, within
+
+
+def check_int16(model: bytes, specs: Sequence[tf.TensorSpec], op: str, max_lsb: float = 0.0) -> None:
+    """16x8 models have float I/O around QUANTIZE/DEQUANTIZE: compare in LSBs of ``op``'s int16 output."""
+    sg = read_model(model).main
+    o = next(o for o in sg.operators if o.name == op)
+    out = sg.tensors[o.outputs[0]]
+    assert out.type_name == "INT16", f"{op} is not 16x8"
+    x = random_like(specs)
+    lsb = np.abs(run_interpreter(model, x)[0] - run_rebuilt(model, x)[0]).max() / out.quantization.scale[0]
+    assert lsb <= max_lsb + 0.01, f"off by {lsb:.2f} LSB"
+
+
+def convert_single(fn: Callable[..., Any], specs: Sequence[tf.TensorSpec], expect: str, mode: str = "float",
+                   calibration: Sequence[Sequence[np.ndarray]] | None = None) -> bytes:
+    """Convert and check that the model is exactly the op under test (on int8 tensors in integer
+    modes), so a test can never silently exercise something else."""
+    model = to_tflite(fn, specs, mode, calibration=calibration)
+    m = read_model(model)
+    names = [op.name for op in m.main.operators]
+    if mode == "float":
+        assert names == [expect], names
+    else:
+        ops = [op for op in m.main.operators if op.name == expect]
+        assert ops, names
+        assert m.main.tensors[ops[0].inputs[0]].type_name == "INT8", "the op under test is not int8"
+    return model
+
+
+def uniform_calibration(specs: Sequence[tf.TensorSpec], lo: float, hi: float, n: int = 16, seed: int = 7
+                        ) -> list[list[np.ndarray]]:
+    """``n`` seeded calibration samples, uniform in [lo, hi], one array per spec."""
+    rng = np.random.default_rng(seed)
+    return [[rng.uniform(lo, hi, size=[d or 1 for d in s.shape]).astype(np.float32) for s in specs]
+            for _ in range(n)]

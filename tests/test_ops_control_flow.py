@@ -17,7 +17,7 @@ from flatbuffers import flexbuffers
 from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import make_module
 
-from .conftest import CORPUS_DIR
+from .conftest import corpus_file
 from .helpers import assert_float_close
 from .tflite_builder import build_model, subgraph
 
@@ -273,13 +273,9 @@ CORPUS = [
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", CORPUS)
 def test_corpus_control_flow_models_verify(name, tmp_path):
-    path = Path(CORPUS_DIR) / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    try:
-        from tflite_inverter.conversion.pipeline import convert
-    except ImportError:  # older layout
-        from tflite_inverter.convert import convert
+    path = corpus_file(name)
+    from tflite_inverter.conversion.pipeline import convert
+
     result = convert(str(path), str(tmp_path / "sm"))
     assert result.verified and result.checks
     assert all(c.passed for c in result.checks), [c.to_json() for c in result.checks]

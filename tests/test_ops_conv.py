@@ -19,11 +19,14 @@ from tflite_inverter.model.reader import read_model
 
 from .helpers import (
     assert_float_close,
-    assert_quantized_close,
+    check_int16,
+    check_quantized,
     converted,
     op_names,
     quantized_inputs,
     random_like,
+    reference_activation,
+    round_trip_ops,
     run_interpreter,
     run_rebuilt,
     to_tflite,
@@ -35,28 +38,8 @@ F32 = tf.float32
 _rng = np.random.default_rng(0)
 
 
-
-
 def weights(*shape, scale: float = 0.3, seed: int = 0) -> np.ndarray:
     return (np.random.default_rng(seed).normal(size=shape) * scale).astype(np.float32)
-
-
-def check_quantized(model: bytes, specs, exact: bool = True) -> tuple[float, float]:
-    worst, within = assert_quantized_close(model, quantized_inputs(model, random_like(specs)))
-    if exact:
-        assert worst == 0, f"faithful integer emulation is off by {worst} LSB"
-    return worst, within
-
-
-def check_int16(model: bytes, specs, op: str) -> None:
-    """16x8 models have float I/O around QUANTIZE/DEQUANTIZE: compare in LSBs of ``op``'s int16 output."""
-    sg = read_model(model).main
-    o = next(o for o in sg.operators if o.name == op)
-    out = sg.tensors[o.outputs[0]]
-    assert out.type_name == "INT16", f"{op} is not 16x8"
-    x = random_like(specs)
-    diff = np.abs(run_interpreter(model, x)[0] - run_rebuilt(model, x)[0]).max()
-    assert diff / out.quantization.scale[0] < 0.01, f"off by {diff / out.quantization.scale[0]:.2f} LSB"
 
 
 def check_hybrid(model: bytes, specs, exact: bool = True) -> None:
@@ -72,12 +55,6 @@ def check_hybrid(model: bytes, specs, exact: bool = True) -> None:
     clean = run_rebuilt(model, x, fake_quant=False)[0]
     err = np.abs(clean - ref).max() / scale
     assert 1e-5 < err < 0.05  # the clean path does not emulate the int8 input quantization
-
-
-def reference_activation(y: np.ndarray, act: str) -> np.ndarray:
-    """TFLite's definition of each fused activation (common.apply_activation)."""
-    return {"NONE": y, "RELU": np.maximum(y, 0), "RELU6": np.clip(y, 0, 6), "RELU_N1_TO_1": np.clip(y, -1, 1),
-            "TANH": np.tanh(y), "SIGN_BIT": (y < 0).astype(np.float32)}[act]
 
 
 W33 = weights(3, 3, 4, 8)
@@ -561,13 +538,6 @@ def test_fully_connected_hybrid_matches_kernel(asymmetric, shape):
 
 
 # -- round trip ------------------------------------------------------------------------------------
-def round_trip_ops(model: bytes) -> list[str]:
-    """The ops TFLiteConverter makes of the rebuilt float graph."""
-    from tflite_inverter.rebuild import make_module
-
-    module = make_module(read_model(model))
-    fn = module.concrete[module.plans[0].key]
-    return op_names(tf.lite.TFLiteConverter.from_concrete_functions([fn], module).convert())
 
 
 WG = weights(3, 3, 2, 8)

@@ -22,7 +22,7 @@ from tflite_inverter.errors import UnsupportedOpError
 from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported
 
-from .conftest import CORPUS_DIR
+from .conftest import corpus_file
 from .helpers import run_interpreter, run_rebuilt, to_tflite
 from .tflite_builder import build_model
 
@@ -613,11 +613,6 @@ def test_every_bad_flex_op_is_reported_at_once_before_building(tmp_path):
 
 
 # -- corpus ---------------------------------------------------------------------------------------------
-def _corpus(name):
-    path = CORPUS_DIR / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in the corpus")
-    return path
 
 
 def _skip_if_others_missing(model):
@@ -631,7 +626,7 @@ def _skip_if_others_missing(model):
 def test_corpus_mediapipe_segmentation_converts_and_verifies(name, tmp_path):
     from tflite_inverter.conversion.pipeline import convert
 
-    path = _corpus(name)
+    path = corpus_file(name)
     _skip_if_others_missing(read_model(str(path)))
     result = convert(str(path), str(tmp_path / "out"), verify=True)
     assert result.passed and result.checks
@@ -640,7 +635,7 @@ def test_corpus_mediapipe_segmentation_converts_and_verifies(name, tmp_path):
 
 @pytest.mark.corpus
 def test_corpus_litert_max_unpooling_matches_reference():
-    path = _corpus("litert-git__max_unpooling_2d.tflite")
+    path = corpus_file("litert-git__max_unpooling_2d.tflite")
     model = path.read_bytes()
     x = RNG.normal(size=(1, 8, 8, 128)).astype(np.float32)
     # indices as max_pool_with_argmax would give them (a 2x2 window position of each input pixel)
@@ -659,7 +654,7 @@ def test_corpus_planestrike_flex_multinomial_converts():
     varying actions (exact values are random on both sides)."""
     from tflite_inverter.rebuild import make_module
 
-    path = _corpus("tf-examples__planestrike_tf_agents.tflite")
+    path = corpus_file("tf-examples__planestrike_tf_agents.tflite")
     model = read_model(str(path))
     _skip_if_others_missing(model)
     module = make_module(model)

@@ -18,38 +18,19 @@ from tflite_inverter.rebuild import make_module
 from .helpers import (
     assert_float_close,
     assert_quantized_close,
+    convert_single,
     op_names,
     quantized_inputs,
     random_like,
+    reference_activation,
     run_builtin,
     run_interpreter,
     run_rebuilt,
     to_tflite,
+    uniform_calibration,
 )
 
 F32 = tf.float32
-
-
-
-def convert_single(fn, specs, expect: str, mode: str = "float", calibration=None) -> bytes:
-    """Convert and check that the model is exactly the op under test (on integer tensors in
-    integer modes), so a test can never silently exercise something else."""
-    model = to_tflite(fn, specs, mode, calibration=calibration)
-    m = read_model(model)
-    names = [op.name for op in m.main.operators]
-    if mode == "float":
-        assert names == [expect], names
-    else:
-        ops = [op for op in m.main.operators if op.name == expect]
-        assert ops, names
-        assert m.main.tensors[ops[0].inputs[0]].type_name == "INT8", "the op under test is not int8"
-    return model
-
-
-def uniform_calibration(specs, lo: float, hi: float, n: int = 16, seed: int = 7):
-    rng = np.random.default_rng(seed)
-    return [[rng.uniform(lo, hi, size=[d or 1 for d in s.shape]).astype(np.float32) for s in specs]
-            for _ in range(n)]
 
 
 # -- patching converted models: option values and opcodes the converter never emits --------------
@@ -357,13 +338,6 @@ def test_cast_to_quantized_tensor_stores_truncated_values_as_codes():
 ACTIVATIONS = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4, "SIGN_BIT": 5}
 FUSED_OPS = {"ADD": (tf.add, np.add), "SUB": (tf.subtract, np.subtract), "MUL": (tf.multiply, np.multiply),
              "DIV": (tf.divide, np.divide)}
-
-
-def reference_activation(y: np.ndarray, act: str) -> np.ndarray:
-    """TFLite's definitions of the fused activations (kTfLiteAct*)."""
-    return {"NONE": lambda v: v, "RELU": lambda v: np.maximum(v, 0), "RELU_N1_TO_1": lambda v: np.clip(v, -1, 1),
-            "RELU6": lambda v: np.clip(v, 0, 6), "TANH": np.tanh,
-            "SIGN_BIT": lambda v: (v < 0).astype(v.dtype)}[act](y)
 
 
 @functools.cache

@@ -8,8 +8,6 @@ with ``tests/tflite_builder.py``.
 
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,7 +17,7 @@ from tflite_inverter.ops import registry
 from tflite_inverter.ops.legacy import skip_gram_patterns
 from tflite_inverter.rebuild import make_module
 
-from .helpers import assert_float_close, op_names, run_interpreter, run_rebuilt, to_tflite
+from .helpers import assert_float_close, op_names, round_trip_ops, run_interpreter, run_rebuilt, to_tflite
 from .tflite_builder import build_model, string_tensor_bytes
 
 S = tf.TensorSpec
@@ -46,15 +44,6 @@ def assert_same(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
     return ref
 
 
-def round_trip_ops(model: bytes) -> list[str]:
-    """Rebuild, save as a SavedModel, convert back with a plain TFLiteConverter: the op names."""
-    module = make_module(read_model(model))
-    with tempfile.TemporaryDirectory() as tmp:
-        tf.saved_model.save(module, tmp, signatures=dict(module.concrete))
-        back = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=list(module.concrete)).convert()
-    return op_names(back)
-
-
 # -- BITCAST ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shape,src,dst", [
     ([2, 3], tf.float32, tf.int32),  # same width
@@ -73,7 +62,7 @@ def test_bitcast_from_converter_matches_interpreter_and_round_trips(shape, src, 
     ref = assert_same(model, [x])
     assert ref[0].dtype == dst.as_numpy_dtype
     if shape == [2, 3] and dst == tf.int32:
-        assert round_trip_ops(model) == ["BITCAST"]
+        assert round_trip_ops(model, via_saved_model=True) == ["BITCAST"]
 
 
 def test_bitcast_of_quantized_tensors_reinterprets_their_integers():
@@ -132,7 +121,7 @@ def test_fake_quant_narrow_range_keeps_tensorflow_semantics():
 def test_fake_quant_round_trip_becomes_quantize_dequantize():
     """TFLiteConverter lowers FakeQuantWithMinMaxArgs to QUANTIZE + DEQUANTIZE (it never emits FAKE_QUANT)."""
     model = fake_quant_model([8], min=-1.0, max=1.0, num_bits=8)
-    assert round_trip_ops(model) == ["QUANTIZE", "DEQUANTIZE"]
+    assert round_trip_ops(model, via_saved_model=True) == ["QUANTIZE", "DEQUANTIZE"]
 
 
 @pytest.mark.parametrize("options,why", [

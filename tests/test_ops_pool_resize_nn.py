@@ -18,11 +18,14 @@ from tflite_inverter.ops.resize import nearest_indices
 
 from .helpers import (
     assert_float_close,
-    assert_quantized_close,
+    check_int16,
+    check_quantized,
     converted,
     op_names,
     quantized_inputs,
     random_like,
+    reference_activation,
+    round_trip_ops,
     run_builtin,
     run_interpreter,
     run_rebuilt,
@@ -42,20 +45,6 @@ def set_op_options(model: bytes, op: str, **changes) -> bytes:
                 o["builtin_options"][1].update(changes)
 
     return patch_model(model, fn)
-
-
-
-
-def check_quantized(model: bytes, specs, exact: bool = True, low: float = -1.0, high: float = 1.0):
-    worst, within = assert_quantized_close(model, quantized_inputs(model, random_like(specs, low=low, high=high)))
-    if exact:
-        assert worst == 0, f"faithful integer emulation is off by {worst} LSB"
-    return worst, within
-
-
-def reference_activation(y: np.ndarray, act: str) -> np.ndarray:
-    return {"NONE": y, "RELU": np.maximum(y, 0), "RELU6": np.clip(y, 0, 6), "RELU_N1_TO_1": np.clip(y, -1, 1),
-            "TANH": np.tanh(y), "SIGN_BIT": (y < 0).astype(np.float32)}[act]
 
 
 SPEC = [S([2, 9, 10, 3], F32)]
@@ -208,17 +197,6 @@ def test_resize_bilinear_integer_clean_rebuild_is_within_one_lsb():
     assert diff.max() <= 1
 
 
-def check_int16(model: bytes, specs, op: str, max_lsb: float = 0.0) -> None:
-    """16x8 models have float I/O around QUANTIZE/DEQUANTIZE: compare in LSBs of ``op``'s int16 output."""
-    sg = read_model(model).main
-    o = next(o for o in sg.operators if o.name == op)
-    out = sg.tensors[o.outputs[0]]
-    assert out.type_name == "INT16", f"{op} is not 16x8"
-    x = random_like(specs)
-    lsb = np.abs(run_interpreter(model, x)[0] - run_rebuilt(model, x)[0]).max() / out.quantization.scale[0]
-    assert lsb <= max_lsb + 0.01, f"off by {lsb:.2f} LSB"
-
-
 @pytest.mark.parametrize("align,half", FLAGS)
 def test_resize_bilinear_16x8_is_bit_exact(align, half):
     """int16 resize runs TFLite's 10-bit reference kernel (the float resize is ~100 LSB off)."""
@@ -336,13 +314,6 @@ def test_local_response_normalization_float(radius, bias, alpha, beta):
 
 
 # -- round trip ------------------------------------------------------------------------------------
-def round_trip_ops(model: bytes) -> list[str]:
-    """The ops TFLiteConverter makes of the rebuilt float graph."""
-    from tflite_inverter.rebuild import make_module
-
-    module = make_module(read_model(model))
-    fn = module.concrete[module.plans[0].key]
-    return op_names(tf.lite.TFLiteConverter.from_concrete_functions([fn], module).convert())
 
 
 @pytest.mark.parametrize("fn,spec", [

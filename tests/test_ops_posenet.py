@@ -22,7 +22,7 @@ import tflite_inverter.ops.custom.posenet  # noqa: F401  (registers the op until
 from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported, sanitize
 
-from .conftest import CORPUS_DIR
+from .conftest import corpus_file
 from .helpers import run_rebuilt
 from .tflite_builder import build_model, patch_model
 
@@ -429,11 +429,6 @@ def test_posenet_refuses_wrong_channels():
 
 
 # -- (c) corpus models --------------------------------------------------------------------------------
-def _corpus(name):
-    path = CORPUS_DIR / name
-    if not path.is_file():
-        pytest.skip(f"{name} is not in the corpus")
-    return path
 
 
 def _patched(model_bytes, threshold):
@@ -463,7 +458,7 @@ def test_corpus_posenet_decoder_matches_reference_on_rebuilt_heatmaps(name, mask
     in a patched copy so that real poses are decoded from the network's own heatmaps."""
     from tflite_inverter.conversion.pipeline import convert
 
-    path = _corpus(name)
+    path = corpus_file(name)
     ir = read_model(str(path))
     assert ir.main.operators[-1].key == "CUSTOM:PosenetDecoderOp"
     check_supported(ir)

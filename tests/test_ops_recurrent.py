@@ -13,7 +13,6 @@ built directly with :mod:`tests.tflite_builder`.
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from tflite_inverter.errors import UnsupportedOpError
 from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported, make_module
 
-from .conftest import CORPUS_DIR
+from .conftest import corpus_file
 from .helpers import run_interpreter, run_rebuilt
 from .tflite_builder import build_model, patch_model
 
@@ -574,21 +573,12 @@ CORPUS = [
 ]
 
 
-def _corpus_path(name: str) -> Path:
-    path = Path(CORPUS_DIR) / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    return path
-
-
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", CORPUS)
 def test_corpus_recurrent_models_verify(name, tmp_path):
-    path = _corpus_path(name)
-    try:
-        from tflite_inverter.conversion.pipeline import convert
-    except ImportError:  # older layout
-        from tflite_inverter.convert import convert
+    path = corpus_file(name)
+    from tflite_inverter.conversion.pipeline import convert
+
     result = convert(str(path), str(tmp_path / "sm"))
     assert result.verified and result.checks
     assert all(c.passed for c in result.checks), [c.to_json() for c in result.checks]
@@ -598,7 +588,7 @@ def test_corpus_recurrent_models_verify(name, tmp_path):
 @pytest.mark.parametrize("name", ["tflite-micro__dtln_noise_suppression.tflite",
                                   "tflite-micro__keyword_scrambled.tflite"])
 def test_corpus_streaming_models_keep_state_like_the_interpreter(name):
-    model = _corpus_path(name).read_bytes()
+    model = corpus_file(name).read_bytes()
     calls = Calls(model)
     for _ in range(4):
         inputs = [RNG.integers(-128, 128, d["shape"]).astype(d["dtype"]) for d in calls.interp.get_input_details()]
@@ -609,7 +599,7 @@ def test_corpus_streaming_models_keep_state_like_the_interpreter(name):
 
 @pytest.mark.corpus
 def test_corpus_svdf_with_inconsistent_state_is_refused():
-    path = _corpus_path("litert-git__svdf_quantized.tflite")
+    path = corpus_file("litert-git__svdf_quantized.tflite")
     with pytest.raises(UnsupportedOpError, match="memory_size"):
         check_supported(read_model(str(path)))
 
@@ -619,7 +609,7 @@ def test_corpus_svdf_with_int8_time_weights_and_state_is_refused():
     """TFLite's int8 SVDF reads weights_time and state as int16 whatever their type: with int8 ones it
     reads and writes past their buffers and outputs garbage (this model's output is [0, 32767] for
     every input), so there is nothing to reproduce and the check refuses it."""
-    model = read_model(str(_corpus_path("tflite-micro__keyword_scrambled_8bit.tflite")))
+    model = read_model(str(corpus_file("tflite-micro__keyword_scrambled_8bit.tflite")))
     assert [op.name for op in model.main.operators].count("SVDF") == 7
     with pytest.raises(UnsupportedOpError, match=r"int8 weights_time \(input 2\) and state \(input 4\)"):
         check_supported(model)

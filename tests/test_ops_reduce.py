@@ -14,36 +14,18 @@ from tflite_inverter.model.reader import read_model
 from .helpers import (
     assert_float_close,
     assert_quantized_close,
+    convert_single,
     quantized_inputs,
     random_like,
     run_builtin,
     run_interpreter,
     run_rebuilt,
-    to_tflite,
+    uniform_calibration,
 )
 from .tflite_builder import build_model
 
 F32 = tf.float32
 SHAPE = [2, 3, 4]
-
-
-def convert_single(fn, specs, expect: str, mode: str = "float", calibration=None) -> bytes:
-    """Convert and check that the model is exactly the op under test (on int8 in int8 mode)."""
-    model = to_tflite(fn, specs, mode, calibration=calibration)
-    m = read_model(model)
-    names = [op.name for op in m.main.operators]
-    if mode == "float":
-        assert names == [expect], names
-    else:
-        op = next(o for o in m.main.operators if o.name == expect)
-        assert m.main.tensors[op.inputs[0]].type_name == "INT8", names
-    return model
-
-
-def uniform_calibration(specs, lo: float, hi: float, n: int = 16, seed: int = 7):
-    rng = np.random.default_rng(seed)
-    return [[rng.uniform(lo, hi, size=[d or 1 for d in s.shape]).astype(np.float32) for s in specs]
-            for _ in range(n)]
 
 
 REDUCERS = {"MEAN": tf.reduce_mean, "SUM": tf.reduce_sum, "REDUCE_PROD": tf.reduce_prod,

@@ -27,7 +27,7 @@ from tflite_inverter.model import ir
 from tflite_inverter.model.reader import numpy_dtype, read_model
 from tflite_inverter.model.schema import builtin_operator_codes
 
-from .conftest import CORPUS_DIR
+from .conftest import corpus_file
 
 # -- a tiny hand-made IR builder ------------------------------------------------------------------
 
@@ -458,10 +458,7 @@ corpus = pytest.mark.corpus
 
 
 def _corpus_file(name: str):
-    path = CORPUS_DIR / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    return read_model(path)
+    return read_model(corpus_file(name))
 
 
 @corpus
