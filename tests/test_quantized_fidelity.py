@@ -219,3 +219,25 @@ def test_relu_requantizing_is_bit_exact(op, dtype, s_in, zp_in, s_out, zp_out):
     ref = run_interpreter(model, [x])[0].astype(np.int32)
     got = run_rebuilt(model, [x])[0].astype(np.int32)
     np.testing.assert_array_equal(got, ref)
+
+
+# -- RELU_N1_TO_1 (Relu1Eval: the same ReluX kernel, clamped to [-1, 1]; the builtin has no int16) --------
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.01, 0, 0.01, 0),         # equal scales: a plain clamp
+    (0.02, 10, 0.006, -3),      # ratio > 1 (left shift)
+    (0.004, 100, 0.012, 20),    # ratio < 1 (as the probe's out_scale_x3), ties of the double rounding
+    (0.1, -128, 0.01, 127),     # zero points at the extremes
+])
+def test_relu_n1_to_1_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    shift = 128 if dtype == "UINT8" else 0
+    lo = -128 + shift
+    tensors = [("x", [4, 256], dtype, None, _q(s_in, zp_in + shift)),
+               ("y", [4, 256], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("RELU_N1_TO_1", [0], [1], None, None)], inputs=[0], outputs=[1])
+    x = np.tile(np.arange(lo, lo + 256), (4, 1)).astype(np.int8 if dtype == "INT8" else np.uint8)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)

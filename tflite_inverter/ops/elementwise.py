@@ -19,7 +19,7 @@ rounding int16 doubling-high-mul into output scale and one into a "reluish" [-1,
 256 input codes to one output code; the rebuild looks it up (:func:`hard_swish_table`, the float form
 carries the gradient). The float form rounded onto the grid is off by 1 LSB on ~1.5 % of codes.
 
-Faithful RELU / RELU6 (int8, uint8, int16) whose input and output scales differ run the builtin
+Faithful RELU / RELU6 / RELU_N1_TO_1 (int8, uint8, int16) whose input and output scales differ run the builtin
 ``ReluX`` (XNNPACK leaves them; its clamp needs equal quantization): ``zp_out +
 MultiplyByQuantizedMultiplier(q - zp_in)`` in the double-rounding form (rounding doubling high-mul,
 then a rounding shift) with the multiplier of the float32 quotient ``s_in / s_out``, clamped to the
@@ -235,7 +235,7 @@ def _stablehlo_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 for _name, _fn in _UNARY.items():
-    if _name in ("HARD_SWISH", "RELU", "RELU6"):  # registered below with their exact integer forms
+    if _name in ("HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1"):  # registered below with their exact integer forms
         continue
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
@@ -532,3 +532,4 @@ def _make_relu(name: str, lo_real: float | None, hi_real: float | None) -> None:
 
 _make_relu("RELU", 0.0, None)
 _make_relu("RELU6", 0.0, 6.0)
+_make_relu("RELU_N1_TO_1", -1.0, 1.0)  # Relu1Eval: the same ReluX kernel, clamped to [-1, 1]
