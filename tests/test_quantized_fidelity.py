@@ -241,3 +241,26 @@ def test_relu_n1_to_1_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
     ref = run_interpreter(model, [x])[0].astype(np.int32)
     got = run_rebuilt(model, [x])[0].astype(np.int32)
     np.testing.assert_array_equal(got, ref)
+
+
+# -- ABS (builtin AbsEval: ReluX's requantization of |q - zp_in|; the builtin has no uint8) ---------------
+@pytest.mark.parametrize("dtype", ["INT8", "INT16"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.01, 5, 0.01, -100),      # equal scales
+    (0.02, 10, 0.006, -3),      # ratio > 1 (left shift)
+    (0.004, 100, 0.012, 20),    # ratio < 1 (as the probe's out_scale_x3), ties of the double rounding
+    (0.1, -128, 0.03, 127),     # zero points at the extremes
+])
+def test_abs_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    if dtype == "INT16":
+        zp_in = zp_out = 0
+        s_in, s_out = s_in / 256, s_out / 256
+    lo, n = (-32768, 65536) if dtype == "INT16" else (-128, 256)
+    tensors = [("x", [n], dtype, None, _q(s_in, zp_in)), ("y", [n], dtype, None, _q(s_out, zp_out))]
+    model = build_model(tensors=tensors, ops=[("ABS", [0], [1], None, None)], inputs=[0], outputs=[1])
+    x = np.arange(lo, lo + n).astype(np.int16 if dtype == "INT16" else np.int8)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)

@@ -24,7 +24,8 @@ Faithful RELU / RELU6 / RELU_N1_TO_1 (int8, uint8, int16) whose input and output
 MultiplyByQuantizedMultiplier(q - zp_in)`` in the double-rounding form (rounding doubling high-mul,
 then a rounding shift) with the multiplier of the float32 quotient ``s_in / s_out``, clamped to the
 activation range; also one table lookup per code (:func:`relu_table`). Equal scales: the float form
-is already exact.
+is already exact. Faithful ABS int8/int16 (builtin AbsEval; XNNPACK takes float ABS only) is the same
+requantization of ``|q - zp_in|``; the float form rounded onto the grid is 1 LSB off on ties.
 
 Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
 the float form rounded onto the grid is 1 LSB off on exact ties.
@@ -235,7 +236,7 @@ def _stablehlo_check(op: Operator, sg: Subgraph) -> list[str]:
 
 
 for _name, _fn in _UNARY.items():
-    if _name in ("HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1"):  # registered below with their exact integer forms
+    if _name in ("ABS", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1"):  # registered below with their exact integer forms
         continue
     register(_name)(_make_unary(_fn))
 for _name, _fn in _BINARY.items():
@@ -484,8 +485,10 @@ def hard_swish(ctx: Any) -> list[Any]:
 
 
 # -- RELU / RELU6 requantizing (in/out scales differ): TFLite's ReluQuantized as a per-code table -----
-def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | None) -> np.ndarray:
-    """``clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out))`` for every input code,
+def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | None,
+               magnitude: bool = False) -> np.ndarray:
+    """``clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out))`` for every input code
+    (``|q - zp_in|`` with ``magnitude``: the builtin ABS kernel, same multiplier and rounding),
     the double-rounding form (a rounding doubling high-mul, then a rounding shift): measured, the
     builtin ReluX rounds 0.4 LSB up where single rounding would not. Clamped to the range
     ``CalculateActivationRangeQuantized`` gives."""
@@ -495,6 +498,8 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
     mult, shift = hybrid.quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)))
     lo, hi = integer_range(in_t.type_name)
     v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
+    if magnitude:
+        v = np.abs(v)
     if shift > 0:
         v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
     ab = v * mult
@@ -508,7 +513,8 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
     return np.clip(r, amin, amax).astype(np.float32)
 
 
-def _exact_relu(ctx: Any, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None) -> Any | None:
+def _exact_relu(ctx: Any, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None,
+                magnitude: bool = False) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     ok = hybrid.is_q8(in_t, True) or hybrid.is_q16(in_t)
     if not (ctx.builder.options.fake_quant and ok and in_t.type_name == out_t.type_name
@@ -516,8 +522,18 @@ def _exact_relu(ctx: Any, x: Any, y_float: Any, lo_real: float | None, hi_real: 
         return None
     lo, _ = integer_range(in_t.type_name)
     codes = tf.clip_by_value(_to_codes(x, in_t), lo, integer_range(in_t.type_name)[1])
-    r = tf.gather(tf.constant(relu_table(in_t, out_t, lo_real, hi_real)), tf.cast(codes - lo, tf.int32))
+    r = tf.gather(tf.constant(relu_table(in_t, out_t, lo_real, hi_real, magnitude)), tf.cast(codes - lo, tf.int32))
     return hybrid.ste(y_float, _from_codes(r, out_t))
+
+
+@register("ABS")
+def abs_(ctx: Any) -> list[Any]:
+    """``|x|``; faithful int8/int16: the builtin AbsEval's ``zp_out + MultiplyByQuantizedMultiplier(|q -
+    zp_in|, s_in / s_out)`` (:func:`relu_table` with ``magnitude``; XNNPACK takes ABS for float only)."""
+    x = ctx.input(0)
+    y = _UNARY["ABS"](x)
+    exact = _exact_relu(ctx, x, y, None, None, magnitude=True)
+    return [exact if exact is not None else y]
 
 
 def _make_relu(name: str, lo_real: float | None, hi_real: float | None) -> None:
