@@ -264,3 +264,23 @@ def test_abs_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
     ref = run_interpreter(model, [x])[0].astype(np.int32)
     got = run_rebuilt(model, [x])[0].astype(np.int32)
     np.testing.assert_array_equal(got, ref)
+
+
+# -- LEAKY_RELU int16 (builtin QuantizeLeakyRelu: identity and alpha multipliers, double rounding) --------
+@pytest.mark.parametrize("alpha", [0.2, -0.7, 1.5])
+@pytest.mark.parametrize("s_in, s_out", [
+    (0.05, 0.05),    # equal scales: only the alpha branch requantizes
+    (0.05, 0.03),    # ratio > 1 (left shift)
+    (0.01, 0.03),    # ratio < 1 (as the probe's out_scale_x3)
+])
+def test_leaky_relu_int16_is_bit_exact(alpha, s_in, s_out):
+    from .helpers import run_rebuilt
+
+    s_in, s_out = s_in / 256, s_out / 256
+    tensors = [("x", [65536], "INT16", None, _q(s_in, 0)), ("y", [65536], "INT16", None, _q(s_out, 0))]
+    model = build_model(tensors=tensors, ops=[("LEAKY_RELU", [0], [1], "LeakyReluOptions", {"alpha": alpha})],
+                        inputs=[0], outputs=[1])
+    x = np.arange(-32768, 32768).astype(np.int16)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)

@@ -26,6 +26,9 @@ then a rounding shift) with the multiplier of the float32 quotient ``s_in / s_ou
 activation range; also one table lookup per code (:func:`relu_table`). Equal scales: the float form
 is already exact. Faithful ABS int8/int16 (builtin AbsEval; XNNPACK takes float ABS only) is the same
 requantization of ``|q - zp_in|``; the float form rounded onto the grid is 1 LSB off on ties.
+Faithful int16 LEAKY_RELU runs the builtin ``QuantizeLeakyRelu`` (:func:`leaky_relu_table`: one
+multiplier per sign of ``q - zp_in``, double rounding). 8-bit LEAKY_RELU is XNNPACK's in the default
+interpreter (measured: its codes differ from the builtin's) and stays the float form (<= 1 LSB).
 
 Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
 the float form rounded onto the grid is 1 LSB off on exact ties.
@@ -332,7 +335,16 @@ def add_n(ctx: Any) -> list[Any]:
 def leaky_relu(ctx: Any) -> list[Any]:
     """TFLite: ``x > 0 ? x : alpha * x`` (the TF kernel is the same for every alpha)."""
     alpha = float(ctx.options.get("alpha", 0.0))
-    return [tf.nn.leaky_relu(ctx.input(0), alpha=alpha)]
+    x = ctx.input(0)
+    y = tf.nn.leaky_relu(x, alpha=alpha)
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and out_t.type_name == "INT16"
+            and out_t.quantization.scale.size == 1):
+        return [y]
+    lo, hi = integer_range(in_t.type_name)
+    codes = tf.clip_by_value(_to_codes(x, in_t), lo, hi)
+    r = tf.gather(tf.constant(leaky_relu_table(in_t, out_t, alpha)), tf.cast(codes - lo, tf.int32))
+    return [hybrid.ste(y, _from_codes(r, out_t))]
 
 
 @register("PRELU")
@@ -485,6 +497,31 @@ def hard_swish(ctx: Any) -> list[Any]:
 
 
 # -- RELU / RELU6 requantizing (in/out scales differ): TFLite's ReluQuantized as a per-code table -----
+def _mbqm_np(v: np.ndarray, real: float) -> np.ndarray:
+    """int32 ``MultiplyByQuantizedMultiplier(v, QuantizeMultiplier(real))`` on int64 numpy values,
+    the double-rounding form (rounding doubling high-mul, then a rounding shift) TFLite builds."""
+    mult, shift = hybrid.quantize_multiplier(real)
+    if shift > 0:
+        v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
+    ab = v * mult
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    h = np.trunc((ab + nudge) / float(1 << 31)).astype(np.int64)
+    return _rdpot(h, -shift) if shift < 0 else h
+
+
+def leaky_relu_table(in_t: Any, out_t: Any, alpha: float) -> np.ndarray:
+    """The builtin int16 LeakyRelu (reference_ops ``QuantizeLeakyRelu``) for every input code:
+    ``zp_out + MultiplyByQuantizedMultiplier(q - zp_in, m)`` with ``m = s_in / s_out`` for
+    ``q >= zp_in``, else ``m = s_in * alpha / s_out`` (LeakyReluPrepare: float products), clamped."""
+    s_in, s_out = np.float32(in_t.quantization.scale[0]), np.float32(out_t.quantization.scale[0])
+    zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
+    lo, hi = integer_range(in_t.type_name)
+    v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
+    r = np.where(v >= 0, _mbqm_np(v, float(s_in / s_out)),
+                 _mbqm_np(v, float(s_in * np.float32(alpha) / s_out))) + zp_out
+    return np.clip(r, *integer_range(out_t.type_name)).astype(np.float32)
+
+
 def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | None,
                magnitude: bool = False) -> np.ndarray:
     """``clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out))`` for every input code
@@ -495,17 +532,11 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
     s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
     zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
     # ReluPrepare divides the two float scales in float (then widens to double).
-    mult, shift = hybrid.quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)))
     lo, hi = integer_range(in_t.type_name)
     v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
     if magnitude:
         v = np.abs(v)
-    if shift > 0:
-        v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
-    ab = v * mult
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    h = np.trunc((ab + nudge) / float(1 << 31)).astype(np.int64)
-    r = _rdpot(h, -shift) + zp_out if shift < 0 else h + zp_out
+    r = _mbqm_np(v, float(np.float32(s_in) / np.float32(s_out))) + zp_out
     olo, ohi = integer_range(out_t.type_name)
     qs = np.float32(s_out)
     amin = olo if lo_real is None else max(olo, zp_out + int(np.round(np.float32(lo_real) / qs)))
