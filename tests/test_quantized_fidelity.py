@@ -284,3 +284,34 @@ def test_leaky_relu_int16_is_bit_exact(alpha, s_in, s_out):
     ref = run_interpreter(model, [x])[0].astype(np.int32)
     got = run_rebuilt(model, [x])[0].astype(np.int32)
     np.testing.assert_array_equal(got, ref)
+
+
+# -- PRELU (builtin BroadcastPrelu4DSlow: identity / input*alpha multipliers; int16 is 16x8: int8 alpha) --
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8", "INT16"])
+@pytest.mark.parametrize("s_in, zp_in, s_a, zp_a, s_out, zp_out", [
+    (0.05, 0, 0.005, 0, 0.05, 0),         # equal in/out scales
+    (0.05, 3, 0.01, -20, 0.015, -7),      # ratio > 1 (left shift), alpha zero point
+    (0.01, 100, 0.004, 10, 0.03, 20),     # ratio < 1 (as the probe's out_scale_x3)
+    (0.02, -128, 0.02, 127, 0.05, 127),   # zero points at the extremes
+])
+def test_prelu_is_bit_exact(dtype, s_in, zp_in, s_a, zp_a, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    rng = np.random.default_rng(7)
+    shift = 128 if dtype == "UINT8" else 0
+    a_type = "INT8" if dtype == "INT16" else dtype
+    if dtype == "INT16":
+        zp_in = zp_out = 0
+        s_in, s_out = s_in / 256, s_out / 256
+    lo, hi = (-32768, 32767) if dtype == "INT16" else (-128 + shift, 127 + shift)
+    np_t = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}
+    alpha = rng.integers(-128 + shift if a_type == "UINT8" else -128, 128 + shift if a_type == "UINT8" else 128,
+                         size=[1, 1, 3]).astype(np_t[a_type])
+    tensors = [("x", [1, 32, 32, 3], dtype, None, _q(s_in, zp_in + shift)),
+               ("a", [1, 1, 3], a_type, alpha, _q(s_a, zp_a + (shift if a_type == "UINT8" else 0))),
+               ("y", [1, 32, 32, 3], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("PRELU", [0, 1], [2], None, None)], inputs=[0], outputs=[2])
+    x = rng.integers(lo, hi + 1, size=[1, 32, 32, 3]).astype(np_t[dtype])
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)

@@ -29,6 +29,10 @@ requantization of ``|q - zp_in|``; the float form rounded onto the grid is 1 LSB
 Faithful int16 LEAKY_RELU runs the builtin ``QuantizeLeakyRelu`` (:func:`leaky_relu_table`: one
 multiplier per sign of ``q - zp_in``, double rounding). 8-bit LEAKY_RELU is XNNPACK's in the default
 interpreter (measured: its codes differ from the builtin's) and stays the float form (<= 1 LSB).
+Faithful PRELU int8/uint8 and 16x8 (int16 input/output, int8 alpha) runs the builtin kernel
+(:func:`_exact_prelu`; XNNPACK leaves quantized PRELU). The int16 kernel reads alpha as int8 and
+does not check its type: an int16 alpha tensor is outside its contract (it reads the int16 buffer
+byte by byte); the rebuild keeps the float form there.
 
 Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
 the float form rounded onto the grid is 1 LSB off on exact ties.
@@ -365,7 +369,33 @@ def prelu(ctx: Any) -> list[Any]:
     else:
         alpha = ctx.input(1)
     alpha = tf.cast(alpha, x.dtype)
-    return [tf.nn.relu(x) + tf.negative(alpha) * tf.nn.relu(tf.negative(x))]
+    y = tf.nn.relu(x) + tf.negative(alpha) * tf.nn.relu(tf.negative(x))
+    exact = _exact_prelu(ctx, x, alpha, y)
+    return [exact if exact is not None else y]
+
+
+def _exact_prelu(ctx: Any, x: Any, alpha: Any, y_float: Any) -> Any | None:
+    """Faithful 8-bit and 16x8 (int16 input/output, int8 alpha) PRELU: the builtin kernel (XNNPACK
+    leaves quantized PRELU; measured, the default interpreter's codes are the builtin's and the
+    reference kernel's): ``zp_out + MultiplyByQuantizedMultiplier(q, s_in / s_out)`` for ``q = x - zp_in
+    >= 0``, else ``zp_out + MultiplyByQuantizedMultiplier(q * (a - zp_a), s_in * s_a / s_out)``
+    (PreluPrepare: float products), double rounding, clamped."""
+    from .recurrent import mbqm_double
+
+    in_t, a_t, out_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
+    ok8 = hybrid.is_q8(in_t, True) and a_t.type_name == in_t.type_name
+    ok16 = hybrid.is_q16(in_t) and a_t.type_name == "INT8"
+    if not (ctx.builder.options.fake_quant and (ok8 or ok16) and out_t.type_name == in_t.type_name
+            and out_t.quantization.scale.size == 1 and a_t.quantization.scale.size == 1):
+        return None
+    s_in, s_a, s_out = (np.float32(t.quantization.scale[0]) for t in (in_t, a_t, out_t))
+    q = tf.cast(_to_codes(x, in_t), tf.int64) - int(in_t.quantization.zero_point[0])
+    a = tf.cast(_to_codes(alpha, a_t), tf.int64) - int(a_t.quantization.zero_point[0])
+    pos = mbqm_double(q, *hybrid.quantize_multiplier(float(s_in / s_out)))
+    neg = mbqm_double(q * a, *hybrid.quantize_multiplier(float(s_in * s_a / s_out)))
+    r = tf.where(q >= 0, pos, neg) + int(out_t.quantization.zero_point[0])
+    r = tf.clip_by_value(tf.cast(r, tf.float32), *integer_range(out_t.type_name))
+    return hybrid.ste(y_float, _from_codes(r, out_t))
 
 
 def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] | None:
