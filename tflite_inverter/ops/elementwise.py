@@ -28,7 +28,10 @@ is already exact. Faithful ABS int8/int16 (builtin AbsEval; XNNPACK takes float 
 requantization of ``|q - zp_in|``; the float form rounded onto the grid is 1 LSB off on ties.
 Faithful int16 LEAKY_RELU runs the builtin ``QuantizeLeakyRelu`` (:func:`leaky_relu_table`: one
 multiplier per sign of ``q - zp_in``, double rounding). 8-bit LEAKY_RELU is XNNPACK's in the default
-interpreter (measured: its codes differ from the builtin's) and stays the float form (<= 1 LSB).
+interpreter (measured: its codes differ from the builtin's): its vlrelu rounds ``256 * s_in / s_out``
+and ``256 * alpha * s_in / s_out`` (float32) to integers ``M`` and computes ``zp_out + ((q * M + 128)
+>> 8)``. Outside XNNPACK's ratio range ([2**-8, 2**7], the negative one by magnitude) the table
+follows the builtin form; that boundary is taken from XNNPACK's operator check, not measured.
 Faithful PRELU int8/uint8 and 16x8 (int16 input/output, int8 alpha) runs the builtin kernel
 (:func:`_exact_prelu`; XNNPACK leaves quantized PRELU). The int16 kernel reads alpha as int8 and
 does not check its type: an int16 alpha tensor is outside its contract (it reads the int16 buffer
@@ -342,7 +345,8 @@ def leaky_relu(ctx: Any) -> list[Any]:
     x = ctx.input(0)
     y = tf.nn.leaky_relu(x, alpha=alpha)
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and out_t.type_name == "INT16"
+    if not (ctx.builder.options.fake_quant and (hybrid.is_q16(in_t) or hybrid.is_q8(in_t, True))
+            and out_t.type_name == in_t.type_name
             and out_t.quantization.scale.size == 1):
         return [y]
     lo, hi = integer_range(in_t.type_name)
@@ -539,6 +543,11 @@ def _mbqm_np(v: np.ndarray, real: float) -> np.ndarray:
     return _rdpot(h, -shift) if shift < 0 else h
 
 
+def _xnn_lrelu_ok(pos: float, neg: float) -> bool:
+    """XNNPACK's 8-bit leaky ReLU accepts scale ratios in [2**-8, 2**7] (negative: by magnitude)."""
+    return 2.0 ** -8 <= pos <= 2.0 ** 7 and 2.0 ** -8 <= abs(neg) <= 2.0 ** 7
+
+
 def leaky_relu_table(in_t: Any, out_t: Any, alpha: float) -> np.ndarray:
     """The builtin int16 LeakyRelu (reference_ops ``QuantizeLeakyRelu``) for every input code:
     ``zp_out + MultiplyByQuantizedMultiplier(q - zp_in, m)`` with ``m = s_in / s_out`` for
@@ -547,8 +556,14 @@ def leaky_relu_table(in_t: Any, out_t: Any, alpha: float) -> np.ndarray:
     zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
     lo, hi = integer_range(in_t.type_name)
     v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
-    r = np.where(v >= 0, _mbqm_np(v, float(s_in / s_out)),
-                 _mbqm_np(v, float(s_in * np.float32(alpha) / s_out))) + zp_out
+    pos, neg = s_in / s_out, s_in / s_out * np.float32(alpha)
+    if in_t.type_name in ("INT8", "UINT8") and _xnn_lrelu_ok(float(pos), float(neg)):
+        # XNNPACK qs8/qu8-vlrelu: multipliers rounded to 1/256 (lrintf), bias zp_out*256 + 128, >> 8.
+        m = np.where(v >= 0, np.rint(np.float32(256) * pos), np.rint(np.float32(256) * neg)).astype(np.int64)
+        r = zp_out + ((v * m + 128) >> 8)
+    else:
+        r = np.where(v >= 0, _mbqm_np(v, float(s_in / s_out)),
+                     _mbqm_np(v, float(s_in * np.float32(alpha) / s_out))) + zp_out
     return np.clip(r, *integer_range(out_t.type_name)).astype(np.float32)
 
 
