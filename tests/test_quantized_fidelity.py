@@ -249,3 +249,126 @@ def test_relu_requantizing_is_bit_exact(op, dtype, s_in, zp_in, s_out, zp_out):
     ref = run_interpreter(model, [x])[0].astype(np.int32)
     got = run_rebuilt(model, [x])[0].astype(np.int32)
     np.testing.assert_array_equal(got, ref)
+
+
+# -- RELU_N1_TO_1 (Relu1Eval: the same ReluX kernel, clamped to [-1, 1]; the builtin has no int16) --------
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.01, 0, 0.01, 0),         # equal scales: a plain clamp
+    (0.02, 10, 0.006, -3),      # ratio > 1 (left shift)
+    (0.004, 100, 0.012, 20),    # ratio < 1 (as the probe's out_scale_x3), ties of the double rounding
+    (0.1, -128, 0.01, 127),     # zero points at the extremes
+])
+def test_relu_n1_to_1_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    shift = 128 if dtype == "UINT8" else 0
+    lo = -128 + shift
+    tensors = [("x", [4, 256], dtype, None, _q(s_in, zp_in + shift)),
+               ("y", [4, 256], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("RELU_N1_TO_1", [0], [1], None, None)], inputs=[0], outputs=[1])
+    x = np.tile(np.arange(lo, lo + 256), (4, 1)).astype(np.int8 if dtype == "INT8" else np.uint8)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
+
+
+# -- ABS (builtin AbsEval: ReluX's requantization of |q - zp_in|; the builtin has no uint8) ---------------
+@pytest.mark.parametrize("dtype", ["INT8", "INT16"])
+@pytest.mark.parametrize("s_in, zp_in, s_out, zp_out", [
+    (0.01, 5, 0.01, -100),      # equal scales
+    (0.02, 10, 0.006, -3),      # ratio > 1 (left shift)
+    (0.004, 100, 0.012, 20),    # ratio < 1 (as the probe's out_scale_x3), ties of the double rounding
+    (0.1, -128, 0.03, 127),     # zero points at the extremes
+])
+def test_abs_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    if dtype == "INT16":
+        zp_in = zp_out = 0
+        s_in, s_out = s_in / 256, s_out / 256
+    lo, n = (-32768, 65536) if dtype == "INT16" else (-128, 256)
+    tensors = [("x", [n], dtype, None, _q(s_in, zp_in)), ("y", [n], dtype, None, _q(s_out, zp_out))]
+    model = build_model(tensors=tensors, ops=[("ABS", [0], [1], None, None)], inputs=[0], outputs=[1])
+    x = np.arange(lo, lo + n).astype(np.int16 if dtype == "INT16" else np.int8)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
+
+
+# -- LEAKY_RELU int16 (builtin QuantizeLeakyRelu: identity and alpha multipliers, double rounding) --------
+@pytest.mark.parametrize("alpha", [0.2, -0.7, 1.5])
+@pytest.mark.parametrize("s_in, s_out", [
+    (0.05, 0.05),    # equal scales: only the alpha branch requantizes
+    (0.05, 0.03),    # ratio > 1 (left shift)
+    (0.01, 0.03),    # ratio < 1 (as the probe's out_scale_x3)
+])
+def test_leaky_relu_int16_is_bit_exact(alpha, s_in, s_out):
+    from .helpers import run_rebuilt
+
+    s_in, s_out = s_in / 256, s_out / 256
+    tensors = [("x", [65536], "INT16", None, _q(s_in, 0)), ("y", [65536], "INT16", None, _q(s_out, 0))]
+    model = build_model(tensors=tensors, ops=[("LEAKY_RELU", [0], [1], "LeakyReluOptions", {"alpha": alpha})],
+                        inputs=[0], outputs=[1])
+    x = np.arange(-32768, 32768).astype(np.int16)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
+
+
+# -- PRELU (builtin BroadcastPrelu4DSlow: identity / input*alpha multipliers; int16 is 16x8: int8 alpha) --
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8", "INT16"])
+@pytest.mark.parametrize("s_in, zp_in, s_a, zp_a, s_out, zp_out", [
+    (0.05, 0, 0.005, 0, 0.05, 0),         # equal in/out scales
+    (0.05, 3, 0.01, -20, 0.015, -7),      # ratio > 1 (left shift), alpha zero point
+    (0.01, 100, 0.004, 10, 0.03, 20),     # ratio < 1 (as the probe's out_scale_x3)
+    (0.02, -128, 0.02, 127, 0.05, 127),   # zero points at the extremes
+])
+def test_prelu_is_bit_exact(dtype, s_in, zp_in, s_a, zp_a, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    rng = np.random.default_rng(7)
+    shift = 128 if dtype == "UINT8" else 0
+    a_type = "INT8" if dtype == "INT16" else dtype
+    if dtype == "INT16":
+        zp_in = zp_out = 0
+        s_in, s_out = s_in / 256, s_out / 256
+    lo, hi = (-32768, 32767) if dtype == "INT16" else (-128 + shift, 127 + shift)
+    np_t = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}
+    alpha = rng.integers(-128 + shift if a_type == "UINT8" else -128, 128 + shift if a_type == "UINT8" else 128,
+                         size=[1, 1, 3]).astype(np_t[a_type])
+    tensors = [("x", [1, 32, 32, 3], dtype, None, _q(s_in, zp_in + shift)),
+               ("a", [1, 1, 3], a_type, alpha, _q(s_a, zp_a + (shift if a_type == "UINT8" else 0))),
+               ("y", [1, 32, 32, 3], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("PRELU", [0, 1], [2], None, None)], inputs=[0], outputs=[2])
+    x = rng.integers(lo, hi + 1, size=[1, 32, 32, 3]).astype(np_t[dtype])
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
+
+
+# -- LEAKY_RELU 8-bit: XNNPACK's vlrelu (1/256 multipliers) inside its ratio range, the builtin outside ---
+@pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
+@pytest.mark.parametrize("alpha, s_in, zp_in, s_out, zp_out", [
+    (0.2, 0.05, 0, 0.05, 0),          # equal scales
+    (0.2, 0.05, 3, 0.015, -7),        # ratio > 1
+    (-0.7, 0.01, 100, 0.03, 20),      # ratio < 1 (as the probe's out_scale_x3), negative alpha
+    (0.3, 0.02, -128, 0.05, 127),     # zero points at the extremes
+    # outside XNNPACK's ratio range the rebuild takes the builtin form; on these two cases the two
+    # forms agree (measured), so they check the fallback's output, not where the boundary lies
+    (0.001, 0.05, 0, 0.05, 0),        # |alpha ratio| < 2**-8
+    (0.5, 0.05, 0, 0.0003, 0),        # ratio > 2**7
+])
+def test_leaky_relu_8bit_is_bit_exact(dtype, alpha, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    shift = 128 if dtype == "UINT8" else 0
+    lo = -128 + shift
+    tensors = [("x", [4, 256], dtype, None, _q(s_in, zp_in + shift)),
+               ("y", [4, 256], dtype, None, _q(s_out, zp_out + shift))]
+    model = build_model(tensors=tensors, ops=[("LEAKY_RELU", [0], [1], "LeakyReluOptions", {"alpha": alpha})],
+                        inputs=[0], outputs=[1])
+    x = np.tile(np.arange(lo, lo + 256), (4, 1)).astype(np.int8 if dtype == "INT8" else np.uint8)  # every code
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)

@@ -28,12 +28,23 @@ rounding int16 doubling-high-mul into output scale and one into a "reluish" [-1,
 256 input codes to one output code; the rebuild looks it up (:func:`hard_swish_table`, the float form
 carries the gradient). The float form rounded onto the grid is off by 1 LSB on ~1.5 % of codes.
 
-Faithful RELU / RELU6 (int8, uint8, int16) whose input and output scales differ run the builtin
+Faithful RELU / RELU6 / RELU_N1_TO_1 (int8, uint8, int16) whose input and output scales differ run the builtin
 ``ReluX`` (XNNPACK leaves them; its clamp needs equal quantization): ``zp_out +
 MultiplyByQuantizedMultiplier(q - zp_in)`` in the double-rounding form (rounding doubling high-mul,
 then a rounding shift) with the multiplier of the float32 quotient ``s_in / s_out``, clamped to the
 activation range; also one table lookup per code (:func:`relu_table`). Equal scales: the float form
-is already exact.
+is already exact. Faithful ABS int8/int16 (builtin AbsEval; XNNPACK takes float ABS only) is the same
+requantization of ``|q - zp_in|``; the float form rounded onto the grid is 1 LSB off on ties.
+Faithful int16 LEAKY_RELU runs the builtin ``QuantizeLeakyRelu`` (:func:`leaky_relu_table`: one
+multiplier per sign of ``q - zp_in``, double rounding). 8-bit LEAKY_RELU is XNNPACK's in the default
+interpreter (measured: its codes differ from the builtin's): its vlrelu rounds ``256 * s_in / s_out``
+and ``256 * alpha * s_in / s_out`` (float32) to integers ``M`` and computes ``zp_out + ((q * M + 128)
+>> 8)``. Outside XNNPACK's ratio range ([2**-8, 2**7], the negative one by magnitude) the table
+follows the builtin form; that boundary is taken from XNNPACK's operator check, not measured.
+Faithful PRELU int8/uint8 and 16x8 (int16 input/output, int8 alpha) runs the builtin kernel
+(:func:`_exact_prelu`; XNNPACK leaves quantized PRELU). The int16 kernel reads alpha as int8 and
+does not check its type: an int16 alpha tensor is outside its contract (it reads the int16 buffer
+byte by byte); the rebuild keeps the float form there.
 
 Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
 the float form rounded onto the grid is 1 LSB off on exact ties.
@@ -52,7 +63,14 @@ from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
 from .context import OpContext, is_real_quantized
-from .fixedpoint import mbqm, mbqm_double, quantize_multiplier, rounding_divide_by_pot
+from .fixedpoint import (
+    mbqm,
+    mbqm_double,
+    mbqm_np,
+    quantize_multiplier,
+    rounding_divide_by_pot,
+    rounding_divide_by_pot_np,
+)
 from .registry import register
 
 
@@ -450,7 +468,7 @@ def _make_lut_unary(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], list
 
 
 for _name, _fn in _UNARY.items():
-    if _name in ("HARD_SWISH", "RELU", "RELU6"):  # registered below with their exact integer forms
+    if _name in ("ABS", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1"):  # registered below with their exact integer forms
         continue
     if _name in ("EXP", "LOG", "RSQRT", "LOGISTIC", "TANH"):
         register(_name)(_make_lut_unary(_name, _fn))
@@ -549,7 +567,17 @@ def add_n(ctx: OpContext) -> list[Any]:
 def leaky_relu(ctx: OpContext) -> list[Any]:
     """TFLite: ``x > 0 ? x : alpha * x`` (the TF kernel is the same for every alpha)."""
     alpha = float(ctx.options.get("alpha", 0.0))
-    return [tf.nn.leaky_relu(ctx.input(0), alpha=alpha)]
+    x = ctx.input(0)
+    y = tf.nn.leaky_relu(x, alpha=alpha)
+    in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
+    if not (ctx.builder.options.fake_quant and (hybrid.is_q16(in_t) or hybrid.is_q8(in_t, True))
+            and out_t.type_name == in_t.type_name
+            and out_t.quantization.scale.size == 1):
+        return [y]
+    lo, hi = integer_range(in_t.type_name)
+    codes = tf.clip_by_value(_to_codes(x, in_t), lo, hi)
+    r = tf.gather(tf.constant(leaky_relu_table(in_t, out_t, alpha)), tf.cast(codes - lo, tf.int32))
+    return [hybrid.ste(y, _from_codes(r, out_t))]
 
 
 @register("PRELU")
@@ -570,7 +598,32 @@ def prelu(ctx: OpContext) -> list[Any]:
     else:
         alpha = ctx.input(1)
     alpha = tf.cast(alpha, x.dtype)
-    return [tf.nn.relu(x) + tf.negative(alpha) * tf.nn.relu(tf.negative(x))]
+    y = tf.nn.relu(x) + tf.negative(alpha) * tf.nn.relu(tf.negative(x))
+    exact = _exact_prelu(ctx, x, alpha, y)
+    return [exact if exact is not None else y]
+
+
+def _exact_prelu(ctx: OpContext, x: Any, alpha: Any, y_float: Any) -> Any | None:
+    """Faithful 8-bit and 16x8 (int16 input/output, int8 alpha) PRELU: the builtin kernel (XNNPACK
+    leaves quantized PRELU; measured, the default interpreter's codes are the builtin's and the
+    reference kernel's): ``zp_out + MultiplyByQuantizedMultiplier(q, s_in / s_out)`` for ``q = x - zp_in
+    >= 0``, else ``zp_out + MultiplyByQuantizedMultiplier(q * (a - zp_a), s_in * s_a / s_out)``
+    (PreluPrepare: float products), double rounding, clamped."""
+
+    in_t, a_t, out_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
+    ok8 = hybrid.is_q8(in_t, True) and a_t.type_name == in_t.type_name
+    ok16 = hybrid.is_q16(in_t) and a_t.type_name == "INT8"
+    if not (ctx.builder.options.fake_quant and (ok8 or ok16) and out_t.type_name == in_t.type_name
+            and out_t.quantization.scale.size == 1 and a_t.quantization.scale.size == 1):
+        return None
+    s_in, s_a, s_out = (np.float32(t.quantization.scale[0]) for t in (in_t, a_t, out_t))
+    q = tf.cast(_to_codes(x, in_t), tf.int64) - int(in_t.quantization.zero_point[0])
+    a = tf.cast(_to_codes(alpha, a_t), tf.int64) - int(a_t.quantization.zero_point[0])
+    pos = mbqm_double(q, *quantize_multiplier(float(s_in / s_out)))
+    neg = mbqm_double(q * a, *quantize_multiplier(float(s_in * s_a / s_out)))
+    r = tf.where(q >= 0, pos, neg) + int(out_t.quantization.zero_point[0])
+    r = tf.clip_by_value(tf.cast(r, tf.float32), *integer_range(out_t.type_name))
+    return hybrid.ste(y_float, _from_codes(r, out_t))
 
 
 def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] | None:
@@ -622,7 +675,6 @@ def cast(ctx: OpContext) -> list[Any]:
     return [tf.cast(x, ctx.out_dtype(0))]
 
 
-
 # -- HARD_SWISH 8-bit: the builtin kernel's fixed-point arithmetic as a 256-entry table ---------------
 def _sat16(v: np.ndarray) -> np.ndarray:
     return np.clip(v, -32768, 32767)
@@ -641,15 +693,6 @@ def _dhm16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = a.astype(np.int64) * b.astype(np.int64)
     r = np.trunc(ab / (1 << 15)).astype(np.int64)
     return np.where((a == -32768) & (b == -32768), 32767, r)
-
-
-def _rdpot(x: np.ndarray, e: int) -> np.ndarray:
-    """gemmlowp ``RoundingDivideByPOT``."""
-    if e <= 0:
-        return x
-    mask = (1 << e) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> e) + ((x & mask) > threshold)
 
 
 def _to_int16_multiplier(m: float) -> tuple[int, int]:
@@ -676,9 +719,9 @@ def hard_swish_table(in_t: Any, out_t: Any) -> np.ndarray:
     if rel_e > 0:
         rel = _sat16(rel * 2)
     if rel_e < 0:
-        rel = _rdpot(rel, -rel_e)
+        rel = rounding_divide_by_pot_np(rel, -rel_e)
     rel = (rel + (1 << 15)) >> 1
-    out = _rdpot(_dhm16(rel, pre_out), -out_e) + zp_out
+    out = rounding_divide_by_pot_np(_dhm16(rel, pre_out), -out_e) + zp_out
     olo, ohi = integer_range(out_t.type_name)
     return np.clip(out, int(olo), int(ohi)).astype(np.float32)
 
@@ -704,23 +747,47 @@ def hard_swish(ctx: OpContext) -> list[Any]:
 
 
 # -- RELU / RELU6 requantizing (in/out scales differ): TFLite's ReluQuantized as a per-code table -----
-def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | None) -> np.ndarray:
-    """``clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out))`` for every input code,
+
+
+def _xnn_lrelu_ok(pos: float, neg: float) -> bool:
+    """XNNPACK's 8-bit leaky ReLU accepts scale ratios in [2**-8, 2**7] (negative: by magnitude)."""
+    return 2.0 ** -8 <= pos <= 2.0 ** 7 and 2.0 ** -8 <= abs(neg) <= 2.0 ** 7
+
+
+def leaky_relu_table(in_t: Any, out_t: Any, alpha: float) -> np.ndarray:
+    """The builtin int16 LeakyRelu (reference_ops ``QuantizeLeakyRelu``) for every input code:
+    ``zp_out + MultiplyByQuantizedMultiplier(q - zp_in, m)`` with ``m = s_in / s_out`` for
+    ``q >= zp_in``, else ``m = s_in * alpha / s_out`` (LeakyReluPrepare: float products), clamped."""
+    s_in, s_out = np.float32(in_t.quantization.scale[0]), np.float32(out_t.quantization.scale[0])
+    zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
+    lo, hi = integer_range(in_t.type_name)
+    v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
+    pos, neg = s_in / s_out, s_in / s_out * np.float32(alpha)
+    if in_t.type_name in ("INT8", "UINT8") and _xnn_lrelu_ok(float(pos), float(neg)):
+        # XNNPACK qs8/qu8-vlrelu: multipliers rounded to 1/256 (lrintf), bias zp_out*256 + 128, >> 8.
+        m = np.where(v >= 0, np.rint(np.float32(256) * pos), np.rint(np.float32(256) * neg)).astype(np.int64)
+        r = zp_out + ((v * m + 128) >> 8)
+    else:
+        r = np.where(v >= 0, mbqm_np(v, float(s_in / s_out)),
+                     mbqm_np(v, float(s_in * np.float32(alpha) / s_out))) + zp_out
+    return np.clip(r, *integer_range(out_t.type_name)).astype(np.float32)
+
+
+def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | None,
+               magnitude: bool = False) -> np.ndarray:
+    """``clamp(zp_out + MultiplyByQuantizedMultiplier(q - zp_in, s_in / s_out))`` for every input code
+    (``|q - zp_in|`` with ``magnitude``: the builtin ABS kernel, same multiplier and rounding),
     the double-rounding form (a rounding doubling high-mul, then a rounding shift): measured, the
     builtin ReluX rounds 0.4 LSB up where single rounding would not. Clamped to the range
     ``CalculateActivationRangeQuantized`` gives."""
     s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
     zp_in, zp_out = int(in_t.quantization.zero_point[0]), int(out_t.quantization.zero_point[0])
     # ReluPrepare divides the two float scales in float (then widens to double).
-    mult, shift = quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)))
     lo, hi = integer_range(in_t.type_name)
     v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
-    if shift > 0:
-        v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
-    ab = v * mult
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    h = np.trunc((ab + nudge) / float(1 << 31)).astype(np.int64)
-    r = _rdpot(h, -shift) + zp_out if shift < 0 else h + zp_out
+    if magnitude:
+        v = np.abs(v)
+    r = mbqm_np(v, float(np.float32(s_in) / np.float32(s_out))) + zp_out
     olo, ohi = integer_range(out_t.type_name)
     qs = np.float32(s_out)
     amin = olo if lo_real is None else max(olo, zp_out + int(np.round(np.float32(lo_real) / qs)))
@@ -728,7 +795,8 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
     return np.clip(r, amin, amax).astype(np.float32)
 
 
-def _exact_relu(ctx: OpContext, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None) -> Any | None:
+def _exact_relu(ctx: OpContext, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None,
+                magnitude: bool = False) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     ok = hybrid.is_q8(in_t, True) or hybrid.is_q16(in_t)
     if not (ctx.builder.options.fake_quant and ok and in_t.type_name == out_t.type_name
@@ -736,8 +804,18 @@ def _exact_relu(ctx: OpContext, x: Any, y_float: Any, lo_real: float | None, hi_
         return None
     lo, _ = integer_range(in_t.type_name)
     codes = tf.clip_by_value(_to_codes(x, in_t), lo, integer_range(in_t.type_name)[1])
-    r = tf.gather(tf.constant(relu_table(in_t, out_t, lo_real, hi_real)), tf.cast(codes - lo, tf.int32))
+    r = tf.gather(tf.constant(relu_table(in_t, out_t, lo_real, hi_real, magnitude)), tf.cast(codes - lo, tf.int32))
     return hybrid.ste(y_float, _from_codes(r, out_t))
+
+
+@register("ABS")
+def abs_(ctx: OpContext) -> list[Any]:
+    """``|x|``; faithful int8/int16: the builtin AbsEval's ``zp_out + MultiplyByQuantizedMultiplier(|q -
+    zp_in|, s_in / s_out)`` (:func:`relu_table` with ``magnitude``; XNNPACK takes ABS for float only)."""
+    x = ctx.input(0)
+    y = _UNARY["ABS"](x)
+    exact = _exact_relu(ctx, x, y, None, None, magnitude=True)
+    return [exact if exact is not None else y]
 
 
 def _make_relu(name: str, lo_real: float | None, hi_real: float | None) -> None:
@@ -752,3 +830,4 @@ def _make_relu(name: str, lo_real: float | None, hi_real: float | None) -> None:
 
 _make_relu("RELU", 0.0, None)
 _make_relu("RELU6", 0.0, 6.0)
+_make_relu("RELU_N1_TO_1", -1.0, 1.0)  # Relu1Eval: the same ReluX kernel, clamped to [-1, 1]

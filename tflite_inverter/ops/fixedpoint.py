@@ -5,6 +5,8 @@
   [2**30, 2**31), ``q = round(frac(m) * 2**31)`` rounded half away from zero (``TfLiteRound``), a
   multiplier under 2**-31 flushed to (0, 0), one of 2**30 or more saturated to (±(2**31 - 1), 30).
 * :func:`rounding_divide_by_pot`: gemmlowp's ``RoundingDivideByPOT`` (round half away from zero).
+* :func:`rounding_divide_by_pot_np` / :func:`mbqm_np`: the same on int64 numpy arrays (per-code
+  tables built at graph-construction time).
 * :func:`mbqm_double` / :func:`mbqm`: ``MultiplyByQuantizedMultiplier`` as this interpreter builds
   it (double rounding: ``SaturatingRoundingDoublingHighMul`` then a rounding right shift), on int64
   tensors holding int32 values.
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+import numpy as np
 
 from .._tf import tf
 
@@ -54,3 +58,26 @@ def mbqm_double(x: Any, q: int, shift: int) -> Any:
 def mbqm(x: Any, m: float) -> Any:
     """``MultiplyByQuantizedMultiplier(x, QuantizeMultiplier(m))`` with double rounding."""
     return mbqm_double(x, *quantize_multiplier(m))
+
+
+def rounding_divide_by_pot_np(x: np.ndarray, e: int) -> np.ndarray:
+    """gemmlowp::RoundingDivideByPOT on int64 numpy values (``e <= 0``: unchanged)."""
+    if e <= 0:
+        return x
+    mask = (1 << e) - 1
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + ((x & mask) > threshold)
+
+
+def mbqm_np(v: np.ndarray, real: float) -> np.ndarray:
+    """int32 ``MultiplyByQuantizedMultiplier(v, QuantizeMultiplier(real))`` with double rounding on
+    int64 numpy values (the left shift saturates to int32 first, as the kernels' int32 does); exact
+    integer arithmetic throughout."""
+    mult, shift = quantize_multiplier(real)
+    v = np.asarray(v, dtype=np.int64)
+    if shift > 0:
+        v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
+    ab = v * mult
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    h = np.sign(nudged) * (np.abs(nudged) // (1 << 31))  # C++ division truncates toward zero
+    return rounding_divide_by_pot_np(h, -shift) if shift < 0 else h

@@ -49,7 +49,7 @@ from .._tf import tf
 from ..model.ir import Operator, Subgraph, Tensor
 from .common import FUSED_ACTIVATIONS, apply_activation, round_half_away
 from .context import OpContext
-from .fixedpoint import mbqm, rounding_divide_by_pot
+from .fixedpoint import mbqm, rounding_divide_by_pot, rounding_divide_by_pot_np
 from .registry import register
 
 GATES = ("input", "forget", "cell", "output")
@@ -396,26 +396,19 @@ def _srdhm16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     return np.where((a == b) & (a == -32768), 32767, _wrap16(q))
 
 
-def _rdpot(x: np.ndarray, e: int) -> np.ndarray:
-    """RoundingDivideByPOT."""
-    mask = (1 << e) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> e) + ((x & mask) > threshold)
-
-
 def _sat_pot16(x: np.ndarray, e: int) -> np.ndarray:
     """SaturatingRoundingMultiplyByPOT<e> for int16."""
     if e == 0:
         return x
     if e < 0:
-        return _rdpot(x, -e)
+        return rounding_divide_by_pot_np(x, -e)
     threshold = (1 << (15 - e)) - 1
     return np.where(x > threshold, 32767, np.where(x < -threshold, -32768, _wrap16(x << e)))
 
 
 def _c16(v: int) -> int:
     """RescaleConstantInitializer: an int32 fixed-point constant rounded to int16."""
-    return int(_rdpot(np.asarray(v, dtype=np.int64), 16))
+    return int(rounding_divide_by_pot_np(np.asarray(v, dtype=np.int64), 16))
 
 
 def _exp_quarter(a: np.ndarray) -> np.ndarray:
