@@ -347,6 +347,25 @@ def test_prelu_is_bit_exact(dtype, s_in, zp_in, s_a, zp_a, s_out, zp_out):
     np.testing.assert_array_equal(got, ref)
 
 
+def test_int16_prelu_with_an_int16_alpha_is_refused_by_name():
+    """The 16x8 kernel reads alpha as int8 whatever its type: with an int16 alpha the interpreter's
+    output follows alpha's bytes, which no rebuild can honour; the check names the case."""
+    from tflite_inverter.errors import UnsupportedOpError
+    from tflite_inverter.model.reader import read_model
+    from tflite_inverter.rebuild import check_supported
+
+    alpha = np.array([[[5120, 10240, 15360]]], np.int16)
+    tensors = [("x", [1, 4, 4, 3], "INT16", None, _q(0.001, 0)), ("a", [1, 1, 3], "INT16", alpha, _q(1e-4, 0)),
+               ("y", [1, 4, 4, 3], "INT16", None, _q(0.001, 0))]
+    model = build_model(tensors=tensors, ops=[("PRELU", [0, 1], [2], None, None)], inputs=[0], outputs=[2])
+    with pytest.raises(UnsupportedOpError, match="int16 alpha: the interpreter's 16x8 PRELU kernel reads alpha as int8"):
+        check_supported(read_model(model))
+    x = np.full([1, 4, 4, 3], -1000, np.int16)  # what the interpreter does with it: not alpha * x
+    got = run_interpreter(model, [x])[0].astype(np.int64)
+    assert not np.array_equal(got, np.round(-1000 * alpha.astype(np.float64) * 1e-4).astype(np.int64)
+                              * np.ones_like(got))
+
+
 # -- LEAKY_RELU 8-bit: XNNPACK's vlrelu (1/256 multipliers) inside its ratio range, the builtin outside ---
 @pytest.mark.parametrize("dtype", ["INT8", "UINT8"])
 @pytest.mark.parametrize("alpha, s_in, zp_in, s_out, zp_out", [

@@ -580,7 +580,18 @@ def leaky_relu(ctx: OpContext) -> list[Any]:
     return [hybrid.ste(y, _from_codes(r, out_t))]
 
 
-@register("PRELU")
+def _prelu_check(op: Operator, sg: Subgraph) -> list[str]:
+    """The interpreter's int16 PRELU is 16x8: it reads alpha as int8 without checking its type, so an
+    int16 alpha is read byte by byte (measured: outputs follow the bytes [0, 20, 0, ...] of alpha
+    [5120, 10240, 15360]). Such a model has no defined result to reproduce."""
+    x, alpha = sg.input_of(op, 0), sg.input_of(op, 1)
+    if x is not None and alpha is not None and x.type_name == "INT16" and alpha.type_name == "INT16":
+        return ["int16 input with an int16 alpha: the interpreter's 16x8 PRELU kernel reads alpha as int8 bytes "
+                "(undefined result); quantize alpha as int8"]
+    return []
+
+
+@register("PRELU", check=_prelu_check)
 def prelu(ctx: OpContext) -> list[Any]:
     """TFLite: ``x >= 0 ? x : alpha * x`` with ``alpha`` broadcast against ``x``.
 
