@@ -54,3 +54,33 @@ def test_variants_change_the_model_they_claim_to():
     _, bb = probe.case_model("ADD", "INT8", "broadcast")
     assert bb.tensors[bb.inputs[1]][1] == [1, 1, 1, 3]
     assert probe.case_model("RESHAPE", "INT8", "relu") is None  # no fused activation: not a case
+
+
+# -- convert names the kernels of a model the table does not prove exact ----------------------------
+def _one_op(op: str, dtype: str, out_q: dict) -> bytes:
+    from .tflite_builder import build_model
+
+    q = {"scale": [1.0 / 3000], "zero_point": [0]} if dtype == "INT16" else {"scale": [0.05], "zero_point": [3]}
+    tensors = [("x", [1, 64], dtype, None, q), ("y", [1, 64], dtype, None, out_q)]
+    return build_model(tensors=tensors, ops=[(op, [0], [1], None, None)], inputs=[0], outputs=[1])
+
+
+def test_unproven_kernels_are_read_from_the_table_by_op_and_dtype():
+    from tflite_inverter.coverage.fidelity import _off_rows, unproven_kernels
+    from tflite_inverter.model.reader import read_model
+
+    off = _off_rows()
+    assert ("LOGISTIC", "INT16") in off and ("LOGISTIC", "INT8") not in off  # as the stored table says
+    lines = unproven_kernels(read_model(_one_op("LOGISTIC", "INT16", {"scale": [1.0 / 32768], "zero_point": [0]})))
+    assert len(lines) == 1 and lines[0].startswith("LOGISTIC INT16 (x1): up to 1 LSB")
+    assert unproven_kernels(read_model(_one_op("LOGISTIC", "INT8", {"scale": [1.0 / 256], "zero_point": [-128]}))) == []
+
+
+def test_convert_says_which_kernels_are_not_proven_exact(tmp_path):
+    from tflite_inverter.conversion.pipeline import convert
+
+    path = tmp_path / "logistic16.tflite"
+    path.write_bytes(_one_op("LOGISTIC", "INT16", {"scale": [1.0 / 32768], "zero_point": [0]}))
+    result = convert(str(path), str(tmp_path / "sm"))
+    assert "quantized kernels not proven exact" in result.note and "LOGISTIC INT16" in result.note
+    assert "quantized kernels not proven exact" in json.dumps(result.to_json())

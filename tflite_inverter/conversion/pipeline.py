@@ -212,6 +212,12 @@ def _build_and_verify(model_path: str, saved_dir: str, float_io: bool, fake_quan
     result = ConvertResult(output_dir=saved_dir, signatures=[p.key for p in plans])
     unverified: InterpreterError | NotVerifiedError | None = None
     notes: list[str] = [p.subgraph_io_note for p in module.plans if p.subgraph_io_note]
+    if fake_quant:
+        from ..coverage.fidelity import unproven_kernels
+
+        unproven = unproven_kernels(model)
+        if unproven:
+            notes.append("quantized kernels not proven exact (docs/int_kernel_fidelity.md): " + "; ".join(unproven))
     if not verify:
         result.note = "; ".join(notes)
         for n in notes:

@@ -390,6 +390,30 @@ def _int16_lut_transforms(name: str, s_out: float, options: dict) -> Callable[[n
     return None
 
 
+def _gemmlowp_shift(s_in: float, tanh: bool) -> int | None:
+    """The input left shift when the builtin int16 LOGISTIC / TANH takes its gemmlowp fixed-point path
+    (a power-of-two input scale: 2**-12, and for TANH also 2**-11, measured), else None."""
+    log2 = math.log2(float(np.float32(s_in)))
+    if abs(log2 - round(log2)) >= 1e-3:
+        return None
+    shift = 12 + round(log2)
+    return shift if shift == 0 or (tanh and shift == 1) else None
+
+
+def int16_gemmlowp_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
+    """Every int16 input code's output under the builtin int16 LOGISTIC / TANH on its gemmlowp path
+    (:func:`_gemmlowp_shift`): the code shifted left (saturating) into Q3.12, then gemmlowp's
+    fixed-point ``logistic`` / ``tanh`` to Q0.15 (the arithmetic of the 16-bit LSTM gates,
+    :func:`.recurrent._q15_table`). Measured exact on every code at 2**-12 (both) and 2**-11 (TANH)."""
+    from .recurrent import _q15_table
+
+    shift = _gemmlowp_shift(s_in, tanh)
+    if shift is None:
+        return None
+    q = np.arange(-32768, 32768, dtype=np.int64)
+    return _q15_table("tanh" if tanh else "logistic", 3)[np.clip(q << shift, -32768, 32767) + 32768]
+
+
 def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
     """Every int16 input code's output under the builtin int16 LOGISTIC / TANH for a non-power-of-two
     input scale (``activations.cc``: ``input_multiplier > 0`` selects ``reference_integer_ops``).
@@ -398,15 +422,14 @@ def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
     counting ``left_shift``), truncated to int. Kernel: ``v = (q * m + round) >> left_shift``; ``|v|``
     indexes the 256-entry table of ``sigmoid(i / 24)`` in 0.16 format by ``|v| >> 9`` (TANH: ``>> 8``),
     interpolating the low 9 (8) bits; saturated from index 255; mirrored for negative ``v`` and
-    rounded back to Q0.15. ``None`` for a power-of-two scale whose shift is 0 or 1 (the gemmlowp path).
+    rounded back to Q0.15. ``None`` on the gemmlowp path (:func:`_gemmlowp_shift`).
 
     Known gap: the kernel's table is a hard-coded constant (``sigmoid_table_uint16``) that 44 of 256
     entries exceed ``round(65536 sigmoid(i / 24))`` by one; no formula found reproduces it, so this
     computed table leaves 1 LSB on some codes (measured; with the kernel's constants the arithmetic
     below is exact on every code).
     """
-    log2 = math.log2(float(np.float32(s_in)))
-    if abs(log2 - round(log2)) < 1e-3 and 12 + round(log2) in (0, 1):
+    if _gemmlowp_shift(s_in, tanh) is not None:
         return None
     m, shift = float(np.float32(s_in)) * 4096.0 * 3.0, 0
     while m <= 32767.0 / 2.0 and shift <= 30:
@@ -443,6 +466,8 @@ def _int16_lut_op(ctx: OpContext, name: str) -> Any | None:
         return None
     if name in ("LOGISTIC", "TANH"):
         table = int16_sigmoid_codes(s_in, tanh=name == "TANH")
+        if table is None:
+            table = int16_gemmlowp_sigmoid_codes(s_in, tanh=name == "TANH")
     else:
         fn = _int16_lut_transforms(name, s_out, ctx.options)
         table = None if fn is None else int16_lut_codes(s_in, s_out, fn)
