@@ -391,3 +391,27 @@ def test_leaky_relu_8bit_is_bit_exact(dtype, alpha, s_in, zp_in, s_out, zp_out):
     ref = run_interpreter(model, [x])[0].astype(np.int32)
     got = run_rebuilt(model, [x])[0].astype(np.int32)
     np.testing.assert_array_equal(got, ref)
+
+
+# -- QUANTIZE int -> int (requantize): XNNPACK's 1/256 multiplier inside its ratio range, builtin outside --
+@pytest.mark.parametrize("dtype, s_in, zp_in, s_out, zp_out", [
+    ("INT8", 0.0078125, 0, 0.00376004, -76),   # a TANH output requantized (found in a deep chain)
+    ("INT8", 0.05, 3, 0.031, -10),
+    ("INT8", 0.0002, 0, 0.04, 0),              # ratio 0.005, inside XNNPACK's [2**-8, 2**7]
+    ("INT8", 0.001, 0, 0.5, 0),                # ratio 0.002: builtin
+    ("INT8", 0.5, 0, 0.001, 0),                # ratio 500: builtin
+    ("UINT8", 0.0078125, 128, 0.00376004, 52),
+    ("UINT8", 0.01, 100, 0.05, 135),
+    ("INT16", 0.001, 0, 0.0007, 0),            # builtin (double-rounding MultiplyByQuantizedMultiplier)
+])
+def test_quantize_requantizing_integers_is_bit_exact(dtype, s_in, zp_in, s_out, zp_out):
+    from .helpers import run_rebuilt
+
+    lo, n = {"INT8": (-128, 256), "UINT8": (0, 256), "INT16": (-32768, 65536)}[dtype]
+    np_t = {"INT8": np.int8, "UINT8": np.uint8, "INT16": np.int16}[dtype]
+    tensors = [("x", [n], dtype, None, _q(s_in, zp_in)), ("y", [n], dtype, None, _q(s_out, zp_out))]
+    model = build_model(tensors=tensors, ops=[("QUANTIZE", [0], [1], None, None)], inputs=[0], outputs=[1])
+    x = np.arange(lo, lo + n).astype(np_t)
+    ref = run_interpreter(model, [x])[0].astype(np.int32)
+    got = run_rebuilt(model, [x])[0].astype(np.int32)
+    np.testing.assert_array_equal(got, ref)
