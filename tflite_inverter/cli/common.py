@@ -1,9 +1,11 @@
-"""What every command shares: the exit-code epilog and the ``--input-shape`` flag."""
+"""What every command shares: the exit-code epilog, the sub-command set-up, the output flags and the
+``--input-shape`` flag."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 EPILOG = """exit codes: 0 ok (convert: also a WEAK verification, on inputs the graph gave no valid values for,
 printed as WEAK and never counted as a match), 2 usage, 3 unreadable file, 4 invalid model, 5 unsupported ops,
@@ -14,6 +16,21 @@ or an output element beyond 1 LSB of the source); the output is still written,
 9 TensorFlow crashed running the model (a child process; the tool survives), 10 memory/time cap exceeded
 (TFLITE_INVERTER_MEMORY_LIMIT, default 80% of RAM, also this process's soft limit, e.g. 8G, 0 none; TFLITE_INVERTER_TIMEOUT, seconds),
 11 no output to compare (output written, NOT verified), 130 interrupted, 143 terminated"""
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, summary: str, description: str, func: Any
+                ) -> argparse.ArgumentParser:
+    """A sub-command ``name`` running ``func(args)``, with the exit-code epilog under its ``--help``."""
+    p = sub.add_parser(name, help=summary, description=description, epilog=EPILOG)
+    p.set_defaults(func=func)
+    return p
+
+
+def add_output_flags(p: argparse.ArgumentParser, metavar: str, what: str, report: str, force: str) -> None:
+    """``-o/--output`` (required), ``--report`` (JSON) and ``--force``, as convert and quantize take them."""
+    p.add_argument("-o", "--output", required=True, metavar=metavar, help=what)
+    p.add_argument("--report", metavar="R.json", help=report)
+    p.add_argument("--force", action="store_true", help=force)
 
 
 def add_input_shape_flag(p: argparse.ArgumentParser, used_for: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import EPILOG, add_input_shape_flag, print_progress
+from .common import add_command, add_input_shape_flag, add_output_flags, print_progress
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -31,9 +31,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def add_convert(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "convert", help="rebuild a .tflite as a verified, trainable TensorFlow SavedModel",
-        description="Rebuild MODEL as a TF2 SavedModel (weights as tf.Variables, one signature per "
+    p = add_command(
+        sub, "convert", "rebuild a .tflite as a verified, trainable TensorFlow SavedModel",
+        "Rebuild MODEL as a TF2 SavedModel (weights as tf.Variables, one signature per "
         "SignatureDef of the file, same input/output names) and verify it against the original run in "
         "the TFLite interpreter, output by output, each by one stated rule printed with its threshold and the "
         "measured value (subgraph outputs a SignatureDef does not name are exposed and verified too). "
@@ -44,11 +44,10 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
         "repeated with those inputs at their lowest value and the verification is reported WEAK (exit 0, "
         "'WEAK' in the table, \"verified\": \"weak\" in --report; never a match; pass --inputs for a real "
         "check). Stateful models (variable tensors, resource variables) are verified on 3 consecutive "
-        "calls per signature, state carried, each call's outputs checked.",
-        epilog=EPILOG)
+        "calls per signature, state carried, each call's outputs checked.", _cmd_convert)
     p.add_argument("model", help="path to a .tflite file")
-    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="SavedModel directory to write")
-    p.add_argument("--force", action="store_true", help="replace OUT_DIR if it exists")
+    add_output_flags(p, "OUT_DIR", "SavedModel directory to write", "write the verification numbers as JSON",
+                     "replace OUT_DIR if it exists")
     p.add_argument("--float-io", action="store_true",
                    help="float32 inputs/outputs even where the model has integer (quantized) I/O")
     p.add_argument("--no-fake-quant", action="store_true",
@@ -66,5 +65,3 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
                    "dequantize a quantized tensor are judged in LSBs of its scale; quantized integer outputs are "
                    "always judged in LSBs, other integer, bool and string outputs exactly)")
     p.add_argument("--no-verify", action="store_true", help="skip verification against the interpreter")
-    p.add_argument("--report", metavar="R.json", help="write the verification numbers as JSON")
-    p.set_defaults(func=_cmd_convert)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import EPILOG
+from .common import add_command
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -19,16 +19,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "inspect",
-        help="op-coverage report: ops, quantization, rebuild support, NPU placement",
-        description="Report what a .tflite contains and what will survive: model size, subgraphs, "
+    p = add_command(
+        sub, "inspect", "op-coverage report: ops, quantization, rebuild support, NPU placement",
+        "Report what a .tflite contains and what will survive: model size, subgraphs, "
         "signatures with I/O names/shapes/dtypes/quantization, an op histogram per subgraph, each op "
         "type's quantization kind and whether tflite-inverter can rebuild it. With --target imx8mp, "
         "predicts per op whether the i.MX8M Plus NPU (VX delegate) or the CPU runs it, and why. "
-        "Does not import TensorFlow (except to check the attributes of Flex ops against TensorFlow's op definitions).",
-        epilog=EPILOG,
-    )
+        "Does not import TensorFlow (except to check the attributes of Flex ops against TensorFlow's op definitions).", _cmd_inspect)
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                    help="text (default): readable tables; markdown; json: deterministic, machine-readable")
@@ -37,4 +34,3 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", choices=available_targets(), default=None,
                    help="also predict, per operator, NPU vs CPU placement on this target (imx8mp: NXP "
                    "i.MX 8M Plus NPU through the VX delegate; float ops count as CPU by policy)")
-    p.set_defaults(func=_cmd_inspect)

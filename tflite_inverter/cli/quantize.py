@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import EPILOG, add_input_shape_flag, print_progress
+from .common import add_command, add_input_shape_flag, add_output_flags, print_progress
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -24,9 +24,9 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
 def add_quantize(sub: argparse._SubParsersAction) -> None:
     from ..quantization.recipe import DTYPES, GRANULARITIES, IO_TYPES, TARGETS
 
-    p = sub.add_parser(
-        "quantize", help="re-quantize a .tflite or SavedModel (int8, int16x8, float16, ...) with an accuracy report",
-        description="Re-quantize SOURCE (a .tflite, rebuilt on the fly as a clean float graph, or a SavedModel "
+    p = add_command(
+        sub, "quantize", "re-quantize a .tflite or SavedModel (int8, int16x8, float16, ...) with an accuracy report",
+        "Re-quantize SOURCE (a .tflite, rebuilt on the fly as a clean float graph, or a SavedModel "
         "written by `convert --float-io --no-fake-quant`) with TensorFlow's converter, calibrated on your data. "
         "The last 20%% of the calibration samples are held back and the result is compared with the float model "
         "on them: SQNR, cosine similarity, max abs error, top-1 agreement for classifiers; plus size before/after "
@@ -40,10 +40,10 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
         "TFLITE_METADATA, ...) and any associated-files zip appended to it; I/O types that change (--io, "
         "--target) are printed. A SavedModel source keeps the SavedModel's signature names. "
         "Every bound the report checks is listed as 'check NAME: ok/FAIL'; a failed one exits 6 (7 when the "
-        "interpreter could not run the comparison) with the model still written.",
-        epilog=EPILOG)
+        "interpreter could not run the comparison) with the model still written.", _cmd_quantize)
     p.add_argument("source", help="a .tflite file or a SavedModel folder")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.tflite", help="the .tflite to write")
+    add_output_flags(p, "OUT.tflite", "the .tflite to write", "also write the report as JSON",
+                     "replace OUT.tflite / R.json if they exist")
     p.add_argument("--calib", metavar="DATA",
                    help="calibration data: X.npy (one input, N samples stacked), X.npz (keyed by input name), a "
                    "folder of images, or 'random' (smoke tests only: warned about). Several signatures: .npz keys "
@@ -80,6 +80,3 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
                          "evaluation")
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="use the first N samples (with 'random': make N)")
-    p.add_argument("--report", metavar="R.json", help="also write the report as JSON")
-    p.add_argument("--force", action="store_true", help="replace OUT.tflite / R.json if they exist")
-    p.set_defaults(func=_cmd_quantize)
