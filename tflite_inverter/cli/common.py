@@ -18,19 +18,21 @@ or an output element beyond 1 LSB of the source); the output is still written,
 11 no output to compare (output written, NOT verified), 130 interrupted, 143 terminated"""
 
 
-def add_command(sub: argparse._SubParsersAction, name: str, summary: str, description: str, func: Any
+def add_command(sub: argparse._SubParsersAction, name: str, summary: str, description: str, func: Any,
+                operand: tuple[str, str], output: tuple[str, str, str, str] | None = None
                 ) -> argparse.ArgumentParser:
-    """A sub-command ``name`` running ``func(args)``, with the exit-code epilog under its ``--help``."""
+    """A sub-command ``name`` running ``func(args)``, with the exit-code epilog under its ``--help``, its
+    positional ``operand`` (name, help) and, for a command that writes, ``output`` = (metavar, help of
+    ``-o/--output`` (required), of ``--report`` (JSON), of ``--force``)."""
     p = sub.add_parser(name, help=summary, description=description, epilog=EPILOG)
     p.set_defaults(func=func)
+    p.add_argument(operand[0], help=operand[1])
+    if output:
+        metavar, what, report, force = output
+        p.add_argument("-o", "--output", required=True, metavar=metavar, help=what)
+        p.add_argument("--report", metavar="R.json", help=report)
+        p.add_argument("--force", action="store_true", help=force)
     return p
-
-
-def add_output_flags(p: argparse.ArgumentParser, metavar: str, what: str, report: str, force: str) -> None:
-    """``-o/--output`` (required), ``--report`` (JSON) and ``--force``, as convert and quantize take them."""
-    p.add_argument("-o", "--output", required=True, metavar=metavar, help=what)
-    p.add_argument("--report", metavar="R.json", help=report)
-    p.add_argument("--force", action="store_true", help=force)
 
 
 def add_input_shape_flag(p: argparse.ArgumentParser, used_for: str) -> None:

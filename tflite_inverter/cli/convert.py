@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_command, add_input_shape_flag, add_output_flags, print_progress
+from .common import add_command, add_input_shape_flag, print_progress
+
+#: The command's ``--help`` description.
+DESCRIPTION = """\
+Rebuild MODEL as a TF2 SavedModel (weights as tf.Variables, one signature per SignatureDef of the file, same
+input/output names) and verify it against the original run in the TFLite interpreter, output by output, each
+by one stated rule printed with its threshold and the measured value (subgraph outputs a SignatureDef does not
+name are exposed and verified too). Quantized models are rebuilt 'faithfully': each quantized tensor is
+rounded onto its recorded integer grid, and integer model I/O is kept. Random verification inputs: integer
+inputs that index, count or shape get values valid for the op that reads them (derived from the graph); when
+the interpreter still rejects them, the run is repeated with those inputs at their lowest value and the
+verification is reported WEAK (exit 0, 'WEAK' in the table, "verified": "weak" in --report; never a match;
+pass --inputs for a real check). Stateful models (variable tensors, resource variables) are verified on 3
+consecutive calls per signature, state carried, each call's outputs checked."""
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -33,21 +46,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def add_convert(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "convert", "rebuild a .tflite as a verified, trainable TensorFlow SavedModel",
-        "Rebuild MODEL as a TF2 SavedModel (weights as tf.Variables, one signature per "
-        "SignatureDef of the file, same input/output names) and verify it against the original run in "
-        "the TFLite interpreter, output by output, each by one stated rule printed with its threshold and the "
-        "measured value (subgraph outputs a SignatureDef does not name are exposed and verified too). "
-        "Quantized models are rebuilt 'faithfully': each "
-        "quantized tensor is rounded onto its recorded integer grid, and integer model I/O is kept. "
-        "Random verification inputs: integer inputs that index, count or shape get values valid for the op "
-        "that reads them (derived from the graph); when the interpreter still rejects them, the run is "
-        "repeated with those inputs at their lowest value and the verification is reported WEAK (exit 0, "
-        "'WEAK' in the table, \"verified\": \"weak\" in --report; never a match; pass --inputs for a real "
-        "check). Stateful models (variable tensors, resource variables) are verified on 3 consecutive "
-        "calls per signature, state carried, each call's outputs checked.", _cmd_convert)
-    p.add_argument("model", help="path to a .tflite file")
-    add_output_flags(p, "OUT_DIR", "SavedModel directory to write", "write the verification numbers as JSON",
-                     "replace OUT_DIR if it exists")
+        DESCRIPTION, _cmd_convert, ("model", "path to a .tflite file"),
+        ("OUT_DIR", "SavedModel directory to write", "write the verification numbers as JSON",
+         "replace OUT_DIR if it exists"))
     p.add_argument("--float-io", action="store_true",
                    help="float32 inputs/outputs even where the model has integer (quantized) I/O")
     p.add_argument("--no-fake-quant", action="store_true",

@@ -7,6 +7,14 @@ import sys
 
 from .common import add_command
 
+#: The command's ``--help`` description.
+DESCRIPTION = """\
+Report what a .tflite contains and what will survive: model size, subgraphs, signatures with I/O
+names/shapes/dtypes/quantization, an op histogram per subgraph, each op type's quantization kind and whether
+tflite-inverter can rebuild it. With --target imx8mp, predicts per op whether the i.MX8M Plus NPU (VX
+delegate) or the CPU runs it, and why. Does not import TensorFlow (except to check the attributes of Flex ops
+against TensorFlow's op definitions)."""
+
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from ..coverage.report import build_report, render_report
@@ -21,12 +29,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def add_inspect(sub: argparse._SubParsersAction) -> None:
     p = add_command(
         sub, "inspect", "op-coverage report: ops, quantization, rebuild support, NPU placement",
-        "Report what a .tflite contains and what will survive: model size, subgraphs, "
-        "signatures with I/O names/shapes/dtypes/quantization, an op histogram per subgraph, each op "
-        "type's quantization kind and whether tflite-inverter can rebuild it. With --target imx8mp, "
-        "predicts per op whether the i.MX8M Plus NPU (VX delegate) or the CPU runs it, and why. "
-        "Does not import TensorFlow (except to check the attributes of Flex ops against TensorFlow's op definitions).", _cmd_inspect)
-    p.add_argument("model", help="path to a .tflite file")
+        DESCRIPTION, _cmd_inspect, ("model", "path to a .tflite file"))
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                    help="text (default): readable tables; markdown; json: deterministic, machine-readable")
     from ..coverage.targets import available as available_targets

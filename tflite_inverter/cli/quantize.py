@@ -5,7 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_command, add_input_shape_flag, add_output_flags, print_progress
+from .common import add_command, add_input_shape_flag, print_progress
+
+#: The command's ``--help`` description.
+DESCRIPTION = """\
+Re-quantize SOURCE (a .tflite, rebuilt on the fly as a clean float graph, or a SavedModel written by `convert
+--float-io --no-fake-quant`) with TensorFlow's converter, calibrated on your data. The last 20% of the
+calibration samples are held back and the result is compared with the float model on them: SQNR, cosine
+similarity, max abs error, top-1 agreement for classifiers; plus size before/after and a check that an int8
+model has no float op left. An already-quantized .tflite given without --calib is requantized with its own
+recorded scales and zero points ('reuse source ranges'): same form as the source by default (int8 or all-
+uint8, per-channel or per-tensor weights, its I/O types), weights bit-identical, and the result is compared
+with the SOURCE in the interpreter (outputs in source LSBs, every constant bit for bit). The result keeps a
+.tflite source's interface: the same inputs and outputs in the same order, with the same names and shapes, the
+same SignatureDefs (none if it had none), its metadata (TFLite Support TFLITE_METADATA, ...) and any
+associated-files zip appended to it; I/O types that change (--io, --target) are printed. A SavedModel source
+keeps the SavedModel's signature names. Every bound the report checks is listed as 'check NAME: ok/FAIL'; a
+failed one exits 6 (7 when the interpreter could not run the comparison) with the model still written."""
 
 
 def _cmd_quantize(args: argparse.Namespace) -> int:
@@ -26,24 +42,9 @@ def add_quantize(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(
         sub, "quantize", "re-quantize a .tflite or SavedModel (int8, int16x8, float16, ...) with an accuracy report",
-        "Re-quantize SOURCE (a .tflite, rebuilt on the fly as a clean float graph, or a SavedModel "
-        "written by `convert --float-io --no-fake-quant`) with TensorFlow's converter, calibrated on your data. "
-        "The last 20%% of the calibration samples are held back and the result is compared with the float model "
-        "on them: SQNR, cosine similarity, max abs error, top-1 agreement for classifiers; plus size before/after "
-        "and a check that an int8 model has no float op left. "
-        "An already-quantized .tflite given without --calib is requantized with its own recorded scales and zero "
-        "points ('reuse source ranges'): same form as the source by default (int8 or all-uint8, per-channel or "
-        "per-tensor weights, its I/O types), weights bit-identical, and the result is compared with the SOURCE "
-        "in the interpreter (outputs in source LSBs, every constant bit for bit). "
-        "The result keeps a .tflite source's interface: the same inputs and outputs in the same order, with the "
-        "same names and shapes, the same SignatureDefs (none if it had none), its metadata (TFLite Support "
-        "TFLITE_METADATA, ...) and any associated-files zip appended to it; I/O types that change (--io, "
-        "--target) are printed. A SavedModel source keeps the SavedModel's signature names. "
-        "Every bound the report checks is listed as 'check NAME: ok/FAIL'; a failed one exits 6 (7 when the "
-        "interpreter could not run the comparison) with the model still written.", _cmd_quantize)
-    p.add_argument("source", help="a .tflite file or a SavedModel folder")
-    add_output_flags(p, "OUT.tflite", "the .tflite to write", "also write the report as JSON",
-                     "replace OUT.tflite / R.json if they exist")
+        DESCRIPTION, _cmd_quantize, ("source", "a .tflite file or a SavedModel folder"),
+        ("OUT.tflite", "the .tflite to write", "also write the report as JSON",
+         "replace OUT.tflite / R.json if they exist"))
     p.add_argument("--calib", metavar="DATA",
                    help="calibration data: X.npy (one input, N samples stacked), X.npz (keyed by input name), a "
                    "folder of images, or 'random' (smoke tests only: warned about). Several signatures: .npz keys "
