@@ -351,6 +351,26 @@ def summary(rows: dict[str, Any]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def summary_per_dtype(rows: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per dtype, the ops counted by their worst variant the interpreter runs: ``exact`` (every such
+    variant 0 LSB), ``within 1 LSB`` (worst 1 LSB), ``off`` (worst above 1 LSB), ``refused`` (a variant the
+    product refuses by name, the others exact); ops whose every variant the kernel refuses are not counted."""
+    worst: dict[tuple[str, str], str] = {}
+    rank = {"exact": 0, "within 1 LSB": 1, "refused": 2, "off": 3}
+    for key, r in rows.items():
+        op, dtype, _ = key.split("/")
+        if r["status"] == "kernel refuses":
+            continue
+        kind = ("exact" if r["status"] == "exact" else "refused" if r["status"] == "refused" else
+                "within 1 LSB" if (r.get("max_lsb") or 0) <= 1 else "off")
+        worst[(op, dtype)] = max(worst.get((op, dtype), kind), kind, key=rank.__getitem__)
+    out: dict[str, dict[str, int]] = {}
+    for (_, dtype), kind in sorted(worst.items()):
+        counts = out.setdefault(dtype, dict.fromkeys(rank, 0))
+        counts[kind] += 1
+    return out
+
+
 def format_table(rows: dict[str, Any]) -> str:
     lines = [f"{'op/dtype/variant':44} {'status':15} {'max LSB':>8} {'<=1 LSB':>8} {'vs ref':>7} {'def-ref':>7}  reason",
              "-" * 120]
@@ -385,6 +405,7 @@ def document(rows: dict[str, Any]) -> dict[str, Any]:
                         "docstring for the variants."),
         "left_out": LEFT_OUT,
         "summary": summary(rows),
+        "ops_per_dtype": summary_per_dtype(rows),
         "rows": rows,
     }
 
@@ -412,7 +433,12 @@ def markdown(doc: dict[str, Any]) -> str:
              "has no kernel for that case; `refused`: the product refuses it by name. "
              "Variants: see the script's docstring. Not in the table: "
              + "; ".join(f"{k} ({v})" for k, v in doc["left_out"].items()) + ".", "",
-             "| op | dtype | exact variants | others |", "|---|---|---|---|"]
+             "Ops per dtype, each counted by its worst variant the interpreter runs (ops the kernel refuses "
+             "in every variant not counted):", "", "| dtype | exact | within 1 LSB | refused by name | off |",
+             "|---|---|---|---|---|"]
+    for dtype, c in doc["ops_per_dtype"].items():
+        lines.append(f"| {dtype} | {c['exact']} | {c['within 1 LSB']} | {c['refused']} | {c['off']} |")
+    lines += ["", "| op | dtype | exact variants | others |", "|---|---|---|---|"]
     for (op, dtype), others in sorted(per.items()):
         lines.append(f"| {op} | {dtype} | {exact[(op, dtype)]} | {'; '.join(others) or '-'} |")
     return "\n".join(lines) + "\n"
@@ -437,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(cases(ops, variants), workers=args.workers)
     print(format_table(rows))
     print(f"\n{len(rows)} cases: " + ", ".join(f"{k} {v}" for k, v in summary(rows).items()))
+    for dtype, c in summary_per_dtype(rows).items():
+        print(f"{dtype}: ops " + ", ".join(f"{k} {v}" for k, v in c.items()))
     if args.check:
         stored = json.loads(OUT_FILE.read_text())["rows"]
         diff = {k: (stored.get(k), v) for k, v in rows.items() if stored.get(k) != v}

@@ -31,6 +31,18 @@ def test_the_stored_table_is_what_the_code_measures(stored):
         f"{len(changed)} rows differ, {len(gone)} gone: run python benchmarks/probe_int_kernels.py --write "
         f"({dict(list(changed.items())[:5])})")
     assert stored["summary"] == probe.summary(rows)
+    assert stored["ops_per_dtype"] == probe.summary_per_dtype(rows)
+
+
+def test_ops_are_counted_by_their_worst_variant():
+    rows = {"A/INT8/base": {"status": "exact", "max_lsb": 0.0}, "A/INT8/relu": {"status": "off", "max_lsb": 1.0},
+            "B/INT8/base": {"status": "exact", "max_lsb": 0.0}, "B/INT8/x": {"status": "off", "max_lsb": 7.0},
+            "B/INT8/y": {"status": "off", "max_lsb": 1.0}, "C/INT8/base": {"status": "kernel refuses"},
+            "D/INT16/base": {"status": "refused"}, "D/INT16/x": {"status": "exact", "max_lsb": 0.0},
+            "E/INT16/base": {"status": "exact", "max_lsb": 0.0}}
+    assert probe.summary_per_dtype(rows) == {
+        "INT8": {"exact": 0, "within 1 LSB": 1, "refused": 0, "off": 1},
+        "INT16": {"exact": 1, "within 1 LSB": 0, "refused": 1, "off": 0}}
 
 
 def test_every_probed_op_has_a_base_row_in_each_dtype(stored):
