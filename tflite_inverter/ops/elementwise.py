@@ -67,9 +67,11 @@ from .fixedpoint import (
     mbqm,
     mbqm_double,
     mbqm_np,
+    q15_table,
     quantize_multiplier,
     rounding_divide_by_pot,
     rounding_divide_by_pot_np,
+    srdhm16,
 )
 from .registry import register
 
@@ -404,14 +406,13 @@ def int16_gemmlowp_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
     """Every int16 input code's output under the builtin int16 LOGISTIC / TANH on its gemmlowp path
     (:func:`_gemmlowp_shift`): the code shifted left (saturating) into Q3.12, then gemmlowp's
     fixed-point ``logistic`` / ``tanh`` to Q0.15 (the arithmetic of the 16-bit LSTM gates,
-    :func:`.recurrent._q15_table`). Measured exact on every code at 2**-12 (both) and 2**-11 (TANH)."""
-    from .recurrent import _q15_table
+    :func:`.fixedpoint.q15_table`). Measured exact on every code at 2**-12 (both) and 2**-11 (TANH)."""
 
     shift = _gemmlowp_shift(s_in, tanh)
     if shift is None:
         return None
     q = np.arange(-32768, 32768, dtype=np.int64)
-    return _q15_table("tanh" if tanh else "logistic", 3)[np.clip(q << shift, -32768, 32767) + 32768]
+    return q15_table("tanh" if tanh else "logistic", 3)[np.clip(q << shift, -32768, 32767) + 32768]
 
 
 def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
@@ -716,14 +717,6 @@ def _sat16(v: np.ndarray) -> np.ndarray:
     return np.clip(v, -32768, 32767)
 
 
-def _rdhm16(a: np.ndarray, b: int) -> np.ndarray:
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16 (C division truncates toward zero)."""
-    ab = a.astype(np.int64) * b
-    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    r = np.trunc((ab + nudge) / (1 << 15)).astype(np.int64)
-    return np.where((a == -32768) & (b == -32768), 32767, r)
-
-
 def _dhm16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """TFLite's non-rounding int16 ``SaturatingDoublingHighMul``: ``(a * b) / 2**15`` truncated."""
     ab = a.astype(np.int64) * b.astype(np.int64)
@@ -747,11 +740,11 @@ def hard_swish_table(in_t: Any, out_t: Any) -> np.ndarray:
     lo, hi = integer_range(in_t.type_name)
     v = np.arange(int(lo), int(hi) + 1, dtype=np.int64) - zp_in
     hires_v = _sat16(v * 128)
-    pre_out = _rdhm16(hires_v, out_m)
+    pre_out = srdhm16(hires_v, out_m)
     rel = hires_v
     if rel_e > 0:
         rel = _sat16(rel * (1 << (rel_e - 1)))
-    rel = _rdhm16(rel, rel_m)
+    rel = srdhm16(rel, rel_m)
     if rel_e > 0:
         rel = _sat16(rel * 2)
     if rel_e < 0:

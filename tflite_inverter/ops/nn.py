@@ -37,7 +37,7 @@ from ..model.ir import Operator, Subgraph
 from . import hybrid
 from .common import check_activation, integer_range, round_half_away
 from .context import OpContext
-from .fixedpoint import mbqm
+from .fixedpoint import I32_MAX, I32_MIN, mbqm, rounding_divide_by_pot_t, srdhm
 from .registry import register
 
 
@@ -168,27 +168,11 @@ def _l2_check(op: Operator, sg: Subgraph) -> list[str]:
         "refuses the model; its meaning is undefined)"]
 
 
-_I32_MIN, _I32_MAX = -(2 ** 31), 2 ** 31 - 1
-
-
-def _srdhm(a: Any, b: Any) -> Any:
-    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int64 tensors holding int32 values."""
-    ab = a * b
-    hi = tf.truncatediv(ab + tf.where(ab >= 0, tf.constant(2 ** 30, tf.int64), tf.constant(1 - 2 ** 30, tf.int64)),
-                        tf.constant(2 ** 31, tf.int64))
-    return tf.where((a == _I32_MIN) & (b == _I32_MIN), tf.constant(_I32_MAX, tf.int64), hi)
-
-
-def _rdpot(x: Any, e: Any) -> Any:
-    """gemmlowp ``RoundingDivideByPOT`` by a (tensor) exponent >= 0."""
-    mask = tf.bitwise.left_shift(tf.ones_like(x), e) - 1
-    threshold = tf.bitwise.right_shift(mask, 1) + tf.cast(x < 0, tf.int64)
-    return tf.bitwise.right_shift(x, e) + tf.cast(tf.bitwise.bitwise_and(x, mask) > threshold, tf.int64)
 
 
 def _sat_shift_left(x: Any, e: int) -> Any:
     """gemmlowp ``SaturatingRoundingMultiplyByPOT<e>`` for e > 0 (a saturating left shift)."""
-    return tf.clip_by_value(x * (2 ** e), _I32_MIN, _I32_MAX)
+    return tf.clip_by_value(x * (2 ** e), I32_MIN, I32_MAX)
 
 
 def _inv_sqrt_multiplier(acc: Any) -> tuple[Any, Any]:
@@ -205,18 +189,18 @@ def _inv_sqrt_multiplier(acc: Any) -> tuple[Any, Any]:
     pairs = (32 - bits - 1) // 2 - 1  # (CountLeadingZeros(x) - 1) / 2 - 1
     shift = shift - pairs
     x = tf.bitwise.left_shift(x, 2 * pairs)
-    half_input = _rdpot(tf.bitwise.right_shift(x, 1), tf.ones_like(x))
+    half_input = rounding_divide_by_pot_t(tf.bitwise.right_shift(x, 1), tf.ones_like(x))
     half_three = (1 << 28) + (1 << 27)
     y = tf.fill(tf.shape(x), tf.constant(1 << 28, tf.int64))
     for _ in range(5):
-        y3 = _sat_shift_left(_srdhm(_srdhm(y, y), y), 6)  # Rescale<3>(x * x * x): Q9 -> Q3
-        y = _sat_shift_left(_srdhm(tf.fill(tf.shape(y), tf.constant(half_three, tf.int64)), y)
-                            - _srdhm(half_input, y3), 3)  # Q6 -> Q3
-    y = _srdhm(y, tf.constant(1518500250, tf.int64))  # times sqrt(2) / 2
+        y3 = _sat_shift_left(srdhm(srdhm(y, y), y), 6)  # Rescale<3>(x * x * x): Q9 -> Q3
+        y = _sat_shift_left(srdhm(tf.fill(tf.shape(y), tf.constant(half_three, tf.int64)), y)
+                            - srdhm(half_input, y3), 3)  # Q6 -> Q3
+    y = srdhm(y, tf.constant(1518500250, tf.int64))  # times sqrt(2) / 2
     neg = shift < 0
     y = tf.where(neg, tf.bitwise.left_shift(y, tf.where(neg, -shift, tf.zeros_like(shift))), y)
     shift = tf.where(neg, tf.zeros_like(shift), shift)
-    return tf.where(small, tf.constant(_I32_MAX, tf.int64), y), tf.where(small, tf.zeros_like(shift), -shift)
+    return tf.where(small, tf.constant(I32_MAX, tf.int64), y), tf.where(small, tf.zeros_like(shift), -shift)
 
 
 def _exact_l2(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
@@ -236,10 +220,10 @@ def _exact_l2(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     if in_t.type_name == "INT8":
         total = shift + 7
         left, right = tf.maximum(total, 0), tf.maximum(-total, 0)
-        q = _rdpot(_srdhm(tf.bitwise.left_shift(diff, left), mult), right)
+        q = rounding_divide_by_pot_t(srdhm(tf.bitwise.left_shift(diff, left), mult), right)
         q = tf.clip_by_value(q, -128, 127)
     else:
-        q = 128 + _rdpot(_srdhm(128 * diff, mult), tf.maximum(-shift, 0))
+        q = 128 + rounding_divide_by_pot_t(srdhm(128 * diff, mult), tf.maximum(-shift, 0))
         q = tf.clip_by_value(q, 0, 255)
     s_out, zp_out = float(out_t.quantization.scale[0]), float(out_t.quantization.zero_point[0])
     return hybrid.ste(y_float, (tf.cast(q, tf.float32) - zp_out) * s_out)

@@ -22,7 +22,8 @@ Three numeric forms are rebuilt, chosen the way the TFLite kernels choose them:
   pre-activations on their intermediate scale (Q3.12 without layer norm), gemmlowp's fixed-point
   int16 logistic/tanh (tabulated once over all 65536 inputs), the int16 cell state with its
   rounding shifts, saturating adds and clip, the int8 hidden state and projection. Only the integer
-  layer norm's fixed-point inverse square root is replaced by the exact one.
+  layer norm's fixed-point inverse square root is replaced by the exact one. That arithmetic and the LSTM input
+  layout live in :mod:`.recurrent_kernels`.
 
 TFLite quirks are reproduced rather than "fixed", since the interpreter is the reference: activation
 NONE in a float LSTM multiplies by the cell gate instead of the cell state, the integer projection
@@ -38,9 +39,8 @@ and hybrid time-major merged outputs with batch > 1 and symmetric quantization, 
 
 from __future__ import annotations
 
-import functools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -49,52 +49,26 @@ from .._tf import tf
 from ..model.ir import Operator, Subgraph, Tensor
 from .common import FUSED_ACTIVATIONS, apply_activation, round_half_away
 from .context import OpContext
-from .fixedpoint import mbqm, rounding_divide_by_pot, rounding_divide_by_pot_np
+from .fixedpoint import mbqm
+from .recurrent_kernels import (
+    BIDI_AUX_INPUT,
+    BIDI_BW,
+    BIDI_FW,
+    GATES,
+    UNI,
+    LstmLayout,
+    int_lstm_params,
+    int_matmul,
+    raw,
+    run_int,
+    saturate,
+    scale,
+    to_int,
+    zero_point,
+)
 from .registry import register
 
-GATES = ("input", "forget", "cell", "output")
-#: Activations the recurrent kernels' ApplyActivationToVector implements.
-
-
-@dataclass(frozen=True)
-class LstmLayout:
-    """Input indices of one LSTM direction (lstm_shared.h; bidirectional_sequence_lstm.cc)."""
-
-    x: dict[str, int]
-    h: dict[str, int]
-    peephole: dict[str, int]
-    bias: dict[str, int]
-    proj_w: int
-    proj_b: int
-    h_state: int
-    c_state: int
-    layer_norm: dict[str, int] = field(default_factory=dict)
-    aux: dict[str, int] = field(default_factory=dict)
-
-
-UNI = LstmLayout(
-    x={"input": 1, "forget": 2, "cell": 3, "output": 4}, h={"input": 5, "forget": 6, "cell": 7, "output": 8},
-    peephole={"input": 9, "forget": 10, "output": 11}, bias={"input": 12, "forget": 13, "cell": 14, "output": 15},
-    proj_w=16, proj_b=17, h_state=18, c_state=19, layer_norm={"input": 20, "forget": 21, "cell": 22, "output": 23})
-BIDI_FW = LstmLayout(
-    x=UNI.x, h=UNI.h, peephole=UNI.peephole, bias=UNI.bias, proj_w=16, proj_b=17, h_state=35, c_state=36,
-    aux={"input": 40, "forget": 41, "cell": 42, "output": 43})
-BIDI_BW = LstmLayout(
-    x={g: i + 17 for g, i in UNI.x.items()}, h={g: i + 17 for g, i in UNI.h.items()},
-    peephole={g: i + 17 for g, i in UNI.peephole.items()}, bias={g: i + 17 for g, i in UNI.bias.items()},
-    proj_w=33, proj_b=34, h_state=37, c_state=38, aux={"input": 44, "forget": 45, "cell": 46, "output": 47})
-BIDI_AUX_INPUT = 39
-
-
 # -- small shared helpers ----------------------------------------------------------------------------
-
-
-def _scale(t: Tensor) -> float:
-    return float(t.quantization.scale[0])
-
-
-def _zp(t: Tensor) -> float:
-    return float(t.quantization.zero_point[0]) if t.quantization.zero_point.size else 0.0
 
 
 def _kind(input_t: Tensor | None, weight_t: Tensor | None) -> str:
@@ -232,9 +206,9 @@ def _lstm_problems(op: Operator, sg: Subgraph, layouts: tuple[LstmLayout, ...], 
                 if c_t is None or not c_t.is_quantized or c_t.type_name != "INT16":
                     problems.append("integer LSTM whose cell state is not a quantized int16 tensor")
                 else:
-                    e = math.log2(_scale(c_t))
+                    e = math.log2(scale(c_t))
                     if e != int(e) or e > -9:
-                        problems.append(f"cell state scale {_scale(c_t)} is not a power of two <= 2^-9")
+                        problems.append(f"cell state scale {scale(c_t)} is not a power of two <= 2^-9")
         elif x_t is not None and x_t.type_name != "FLOAT32":
             problems.append(f"input type {x_t.type_name}")
     return problems
@@ -381,293 +355,6 @@ def _run_float(p: FloatLstm, xs: Any, aux: Any, h0: Any, c0: Any, reverse: bool)
 
 
 # -- LSTM: full integer (8x8_16) -------------------------------------------------------------------
-# gemmlowp's int16 fixed-point logistic and tanh (the functions TFLite's integer LSTM applies to its
-# Q3.12 gates and int16 cell state), evaluated once in numpy over all 65536 inputs and used as tables.
-def _wrap16(x: np.ndarray) -> np.ndarray:
-    return ((x + 32768) & 0xFFFF) - 32768
-
-
-def _srdhm16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
-    """SaturatingRoundingDoublingHighMul for int16."""
-    b = np.broadcast_to(np.asarray(b, dtype=np.int64), np.shape(a))
-    ab = a * b
-    v = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    q = np.sign(v) * (np.abs(v) // (1 << 15))  # C++ division truncates toward zero
-    return np.where((a == b) & (a == -32768), 32767, _wrap16(q))
-
-
-def _sat_pot16(x: np.ndarray, e: int) -> np.ndarray:
-    """SaturatingRoundingMultiplyByPOT<e> for int16."""
-    if e == 0:
-        return x
-    if e < 0:
-        return rounding_divide_by_pot_np(x, -e)
-    threshold = (1 << (15 - e)) - 1
-    return np.where(x > threshold, 32767, np.where(x < -threshold, -32768, _wrap16(x << e)))
-
-
-def _c16(v: int) -> int:
-    """RescaleConstantInitializer: an int32 fixed-point constant rounded to int16."""
-    return int(rounding_divide_by_pot_np(np.asarray(v, dtype=np.int64), 16))
-
-
-def _exp_quarter(a: np.ndarray) -> np.ndarray:
-    """exp(x) for x in [-1/4, 0), Q0.15 in and out."""
-    const, third = _c16(1895147668), _c16(715827883)
-    x = _wrap16(a + (1 << 12))
-    x2 = _srdhm16(x, x)
-    x3 = _srdhm16(x2, x)
-    x4 = _srdhm16(x2, x2)
-    t = _sat_pot16(_wrap16(_srdhm16(_wrap16(_sat_pot16(x4, -2) + x3), third) + x2), -1)
-    return np.clip(const + _srdhm16(np.full_like(a, const), _wrap16(x + t)), -32768, 32767)
-
-
-def _exp_negative(a: np.ndarray, ibits: int) -> np.ndarray:
-    """exp(x) for x <= 0 given in Q(ibits).(15 - ibits); result Q0.15."""
-    frac = 15 - ibits
-    quarter = 1 << (frac - 2)
-    a_mod = _wrap16((a & (quarter - 1)) - quarter)
-    result = _exp_quarter(_sat_pot16(a_mod, ibits))
-    remainder = _wrap16(a_mod - a)
-    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
-                           (3, 720401), (4, 242)):
-        if ibits > exponent:
-            bit = (remainder & (1 << (frac + exponent))) != 0
-            result = np.where(bit, _srdhm16(result, _c16(mult)), result)
-    if ibits > 5:
-        result = np.where(a < _c16(-(1 << (36 - ibits))), 0, result)
-    return np.where(a == 0, 32767, result)
-
-
-def _newton(a: np.ndarray) -> np.ndarray:
-    """The Newton-Raphson reciprocal of (1 + a) / 2 in Q2.13 (a in Q0.15)."""
-    s = a + 32767  # RoundingHalfSum(a, One): (sum + sign(sum)) / 2, truncated toward zero
-    v = s + np.where(s >= 0, 1, -1)
-    half_den = _wrap16(np.sign(v) * (np.abs(v) // 2))
-    x = _wrap16(_c16(1515870810) + _srdhm16(half_den, _c16(-1010580540)))
-    for _ in range(3):
-        one_minus = _wrap16((1 << 13) - _srdhm16(half_den, x))
-        x = _wrap16(x + _sat_pot16(_srdhm16(x, one_minus), 2))
-    return x
-
-
-def _gemmlowp_logistic(a: np.ndarray, ibits: int) -> np.ndarray:
-    pos = a > 0
-    abs_a = np.where(pos, a, _wrap16(-a))
-    r = _sat_pot16(_newton(_exp_negative(_wrap16(-abs_a), ibits)), 1)  # Rescale<0>(ExactMulByPot<-1>(x))
-    return np.where(a == 0, _c16(1 << 30), np.where(pos, r, _wrap16(32767 - r)))
-
-
-def _gemmlowp_tanh(a: np.ndarray, ibits: int) -> np.ndarray:
-    neg = a < 0
-    n = np.where(neg, a, _wrap16(-a))
-    t = _sat_pot16(_wrap16(_newton(_exp_negative(n, ibits + 1)) - (1 << 13)), 2)
-    return np.where(a == 0, 0, np.where(neg, _wrap16(-t), t))
-
-
-@functools.cache
-def _q15_table(fn: str, ibits: int) -> np.ndarray:
-    raw = np.arange(-32768, 32768, dtype=np.int64)
-    out = _gemmlowp_logistic(raw, ibits) if fn == "logistic" else _gemmlowp_tanh(raw, ibits)
-    return out.astype(np.float64)
-
-
-def _sat(x: Any, bits: int) -> Any:
-    return tf.clip_by_value(x, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
-
-
-def _imatmul(a: Any, w: Any) -> Any:
-    """Exact integer matmul (float64 sums of int8 x int8 products stay far below 2^53)."""
-    return tf.cast(tf.tensordot(tf.cast(a, tf.float64), w, axes=1), tf.int64)
-
-
-def _to_int(x: Any, scale: float, zp: float) -> Any:
-    """Real values on a quantization grid back to their stored integers."""
-    return tf.cast(round_half_away(tf.cast(x, tf.float64) / scale), tf.int64) + int(zp)
-
-
-@dataclass
-class IntLstm:
-    """The integer kernel's parameters: raw integer weights, multipliers and zero points."""
-
-    wx: dict[str, Any]  # int8 weights as float64, [in, cell]
-    wh: dict[str, Any]  # [out, cell]
-    bias: dict[str, Any]  # int32 biases (int64)
-    x_mult: dict[str, float]
-    h_mult: dict[str, float]
-    peephole: dict[str, Any]  # int16 weights (int64)
-    peephole_mult: dict[str, float]
-    ln_w: dict[str, Any]  # int16 layer-norm weights (int64)
-    ln_scale: dict[str, float]
-    x_zp: int
-    h_zp: int  # the output state's zero point (the state holds the output's int8 values)
-    cell_scale_exp: int
-    cell_clip: int  # in cell-state integer units, 0 = none
-    hidden_mult: float
-    hidden_zp: int
-    proj_w: Any
-    proj_b: Any
-    proj_mult: float
-    proj_clip: int  # in output integer units, 0 = none
-
-    @property
-    def cifg(self) -> bool:
-        return "input" not in self.wx
-
-    @property
-    def gates(self) -> tuple[str, ...]:
-        return GATES[1:] if self.cifg else GATES
-
-
-def _raw(ctx: OpContext, i: int, dtype: Any = np.int64) -> Any:
-    """A constant input's stored integers (the kernels use them as they are, whatever their scale)."""
-    t = ctx.in_tensor(i)
-    if t is None:
-        return None
-    if not t.is_constant:
-        raise ctx.unsupported(f"input {i} of an integer kernel must be a constant")
-    return tf.constant(np.asarray(t.data(), dtype=dtype))
-
-
-def _int_lstm(ctx: OpContext, lay: LstmLayout) -> IntLstm:
-    """The parameters PopulateQuantizedLstmParams8x8_16 derives from the tensors' scales."""
-    o = ctx.options
-    sg, op = ctx.subgraph, ctx.op
-    x_t, h_t, c_t = ctx.in_tensor(0), ctx.in_tensor(lay.h_state), ctx.in_tensor(lay.c_state)
-    inter = [sg.tensors[i] for i in op.intermediates]
-    use_ln = lay.layer_norm.get("forget", 99) < ctx.num_inputs and ctx.has_input(lay.layer_norm["forget"])
-    gate_scale = {}
-    for k, g in enumerate(GATES):
-        if use_ln:
-            if not inter[k].is_quantized:
-                raise ctx.unsupported(f"layer-norm LSTM intermediate {k} has no quantization scale")
-            gate_scale[g] = _scale(inter[k])
-        else:
-            gate_scale[g] = 2.0 ** -12  # Q3.12, the activations' input format
-    hidden_t = inter[4]
-    if not hidden_t.is_quantized:
-        raise ctx.unsupported("the hidden-state intermediate (4) has no quantization scale")
-    s_x, s_h, s_hidden = _scale(x_t), _scale(h_t), _scale(hidden_t)
-    cell_exp = int(round(math.log2(_scale(c_t))))
-    p = IntLstm(wx={}, wh={}, bias={}, x_mult={}, h_mult={}, peephole={}, peephole_mult={}, ln_w={}, ln_scale={},
-                x_zp=int(_zp(x_t)), h_zp=int(_zp(h_t)), cell_scale_exp=cell_exp, cell_clip=0,
-                hidden_mult=2.0 ** -30 / s_hidden, hidden_zp=int(_zp(hidden_t)), proj_w=None, proj_b=None,
-                proj_mult=1.0, proj_clip=0)
-    cell_clip, proj_clip = float(o.get("cell_clip") or 0.0), float(o.get("proj_clip") or 0.0)
-    if cell_clip > 0:
-        p.cell_clip = int(min(max(cell_clip / _scale(c_t), -32768.0), 32767.0))
-    if proj_clip > 0:
-        p.proj_clip = int(min(max(proj_clip / s_h, -128.0), 127.0))
-    for g in GATES:
-        if not ctx.has_input(lay.x[g]):
-            continue
-        p.wx[g] = tf.transpose(_raw(ctx, lay.x[g], np.float64))
-        p.wh[g] = tf.transpose(_raw(ctx, lay.h[g], np.float64))
-        p.x_mult[g] = _scale(ctx.in_tensor(lay.x[g])) * s_x / gate_scale[g]
-        p.h_mult[g] = _scale(ctx.in_tensor(lay.h[g])) * s_h / gate_scale[g]
-        if ctx.has_input(lay.bias[g]):
-            p.bias[g] = _raw(ctx, lay.bias[g])
-        if g in lay.peephole and ctx.has_input(lay.peephole[g]):
-            p.peephole[g] = _raw(ctx, lay.peephole[g])
-            p.peephole_mult[g] = 2.0 ** cell_exp * _scale(ctx.in_tensor(lay.peephole[g])) / gate_scale[g]
-        if use_ln and ctx.has_input(lay.layer_norm[g]):
-            p.ln_w[g] = _raw(ctx, lay.layer_norm[g])
-            p.ln_scale[g] = _scale(ctx.in_tensor(lay.layer_norm[g]))
-    if ctx.has_input(lay.proj_w):
-        p.proj_w = tf.transpose(_raw(ctx, lay.proj_w, np.float64))
-        p.proj_b = _raw(ctx, lay.proj_b)
-        p.proj_mult = _scale(ctx.in_tensor(lay.proj_w)) * s_hidden / s_h
-    return p
-
-
-def _int_layer_norm(q: Any, w: Any, bias: Any, w_scale: float) -> Any:
-    """tensor_utils::ApplyLayerNorm: the normalized gate on a 2^-10 grid, times the int16 weights
-    plus the int32 bias, rescaled to Q3.12. The kernel's fixed-point inverse square root is replaced
-    by the exact one (equal but for rounding)."""
-    n = int(q.shape[-1])
-    total = tf.reduce_sum(q, axis=-1, keepdims=True)
-    mean = tf.truncatediv(total * 1024, n)
-    variance = tf.reduce_sum(q * q, axis=-1, keepdims=True) * ((1 << 20) // n) - mean * mean
-    variance = tf.truncatediv(variance, 1 << 20)
-    variance = tf.where(variance < 1, tf.ones_like(variance) * max(1, int(10000 * w_scale)), variance)
-    shifted = tf.cast(1024 * q - mean, tf.float64)
-    rescaled = tf.cast(round_half_away(shifted * tf.math.rsqrt(tf.cast(variance, tf.float64))), tf.int64)
-    val3 = rescaled * w + (bias if bias is not None else 0)
-    val4 = tf.truncatediv(val3 + tf.where(val3 > 0, tf.constant(512, tf.int64), -512), 1024)
-    return _sat(mbqm(val4, w_scale * 4096.0), 16)
-
-
-def _q15(fn: str, q: Any, ibits: int) -> Any:
-    """gemmlowp ``fn`` of int16 ``q`` read as Q(ibits).(15 - ibits), as Q0.15 integers (a table lookup)."""
-    table = tf.constant(_q15_table(fn, ibits).astype(np.int64))
-    return tf.gather(table, tf.cast(q, tf.int32) + 32768)
-
-
-def _int_step(p: IntLstm, xg: dict[str, Any], h: Any, c: Any) -> tuple[Any, Any]:
-    """One LstmStepInteger8x8_16 step on int64 tensors. ``xg``: each gate's int16 input matmul;
-    ``h``: the int8 output state; ``c``: the int16 cell state. Returns (int8 output, cell state)."""
-    hz = tf.cast(h - p.h_zp, tf.float64)
-
-    def pre(g: str, cell: Any) -> Any:
-        z = _sat(xg[g] + mbqm(_imatmul(hz, p.wh[g]), p.h_mult[g]), 16)
-        if cell is not None and g in p.peephole:
-            z = _sat(z + mbqm(cell * p.peephole[g], p.peephole_mult[g]), 16)
-        if p.ln_w:
-            z = _int_layer_norm(z, p.ln_w[g], p.bias.get(g), p.ln_scale[g])
-        return z
-
-    f = _q15("logistic", pre("forget", c), 3)
-    g_ = _q15("tanh", pre("cell", None), 3)
-    i = 32767 - f if p.cifg else _q15("logistic", pre("input", c), 3)
-    c_new = _sat(rounding_divide_by_pot(f * c, 15) + rounding_divide_by_pot(i * g_, 30 + p.cell_scale_exp), 16)
-    if p.cell_clip > 0:
-        c_new = tf.clip_by_value(c_new, -p.cell_clip, p.cell_clip)
-    o = _q15("logistic", pre("output", c_new), 3)
-    v = mbqm(o * _q15("tanh", c_new, 15 + p.cell_scale_exp), p.hidden_mult)
-    if p.proj_w is None:
-        return _sat(v + p.hidden_zp, 8), c_new  # the hidden int8 values become the output as they are
-    # CalculateLstmOutputInteger8x8_16 passes -hidden_zp to the hidden rescale while the projection's
-    # effective bias compensates +hidden_zp: a nonzero hidden zero point offsets the hidden by twice
-    # itself (and saturates it). TFLite does that; so does this.
-    hidden = _sat(v - p.hidden_zp, 8)
-    acc = _imatmul(hidden + p.hidden_zp, p.proj_w)
-    if p.proj_b is not None:
-        acc = acc + p.proj_b
-    out = _sat(mbqm(acc, p.proj_mult) + p.h_zp, 8)
-    if p.proj_clip > 0:
-        out = tf.clip_by_value(out, -p.proj_clip, p.proj_clip)
-    return out, c_new
-
-
-def _run_int(ctx: OpContext, p: IntLstm, lay: LstmLayout, xs: Any, h0: Any, c0: Any, reverse: bool
-             ) -> tuple[Any, Any, Any]:
-    """Scan a time-major real sequence through the integer kernel; returns (real outputs, final real
-    output state, final real cell state)."""
-    x_t, h_t, c_t, out_t = ctx.in_tensor(0), ctx.in_tensor(lay.h_state), ctx.in_tensor(lay.c_state), ctx.out_tensor(0)
-    xi = tf.cast(_to_int(xs, _scale(x_t), 0), tf.float64)  # the int8 input minus its zero point
-    terms = {}
-    for g in p.gates:
-        acc = _imatmul(xi, p.wx[g])
-        if not p.ln_w and g in p.bias:
-            acc = acc + p.bias[g]  # the kernel folds the bias into the input matmul's effective bias
-        terms[g] = _sat(mbqm(acc, p.x_mult[g]), 16)
-    names = list(terms)
-
-    def step(carry: Any, elems: Any) -> Any:
-        h, c = carry
-        return _int_step(p, dict(zip(names, elems)), h, c)
-
-    h0 = _to_int(h0, _scale(h_t), p.h_zp)
-    c0 = _to_int(c0, _scale(c_t), 0)
-    hs, cs = tf.scan(step, tuple(terms[g] for g in names), initializer=(h0, c0), reverse=reverse)
-    last = 0 if reverse else -1
-
-    def real(q: Any, t: Tensor) -> Any:
-        return tf.cast(tf.cast(q - int(_zp(t)), tf.float64) * _scale(t), tf.float32)
-
-    return real(hs, out_t), real(hs[last], h_t), real(cs[last], c_t)
-
-
 # -- LSTM: rebuilders ------------------------------------------------------------------------------
 def _lstm_direction(ctx: OpContext, lay: LstmLayout, xs: Any, aux: Any, reverse: bool) -> Any:
     """Run one direction over time-major ``xs`` ([T, B, in]); updates its state variables."""
@@ -677,7 +364,7 @@ def _lstm_direction(ctx: OpContext, lay: LstmLayout, xs: Any, aux: Any, reverse:
     h0 = _read_state(ctx, lay.h_state, [-1, n_out])
     c0 = _read_state(ctx, lay.c_state, [-1, n_cell])
     if _kind(ctx.in_tensor(0), w_t) == "integer":
-        ys, h, c = _run_int(ctx, _int_lstm(ctx, lay), lay, xs, h0, c0, reverse)
+        ys, h, c = run_int(ctx, int_lstm_params(ctx, lay), lay, xs, h0, c0, reverse)
     else:
         ys, h, c = _run_float(_float_lstm(ctx, lay), xs, aux, h0, c0, reverse)
     _write_state(ctx, lay.h_state, h)
@@ -928,16 +615,16 @@ def svdf(ctx: OpContext) -> list[Any]:
     kind = _kind(x_t, wf_t)
     if kind == "integer":
         s_t, out_t = ctx.in_tensor(4), ctx.out_tensor(0)
-        s_x, s_s, s_wt, s_out = _scale(x_t), _scale(s_t), _scale(wt_t), _scale(out_t)
-        xi = _to_int(x, s_x, 0)  # the int8 input minus its zero point
-        feat = _sat(mbqm(_imatmul(xi, tf.transpose(_raw(ctx, 1, np.float64))), s_x * _scale(wf_t) / s_s), 16)
-        state = tf.reshape(_to_int(ctx.input(4), s_s, 0), [-1, filters, memory])
+        s_x, s_s, s_wt, s_out = scale(x_t), scale(s_t), scale(wt_t), scale(out_t)
+        xi = to_int(x, s_x, 0)  # the int8 input minus its zero point
+        feat = saturate(mbqm(int_matmul(xi, tf.transpose(raw(ctx, 1, np.float64))), s_x * scale(wf_t) / s_s), 16)
+        state = tf.reshape(to_int(ctx.input(4), s_s, 0), [-1, filters, memory])
         new = tf.concat([state[:, :, 1:], feat[:, :, None]], axis=-1)
-        acc = tf.reduce_sum(tf.reshape(tf.reduce_sum(new * _raw(ctx, 2), axis=-1), [-1, units, rank]), axis=-1)
+        acc = tf.reduce_sum(tf.reshape(tf.reduce_sum(new * raw(ctx, 2), axis=-1), [-1, units, rank]), axis=-1)
         if ctx.has_input(3):
-            acc = acc + _raw(ctx, 3)
-        zp = int(_zp(out_t))
-        out = _sat(mbqm(acc, s_s * s_wt / s_out) + zp, 8)
+            acc = acc + raw(ctx, 3)
+        zp = int(zero_point(out_t))
+        out = saturate(mbqm(acc, s_s * s_wt / s_out) + zp, 8)
         _write_state(ctx, 4, tf.cast(tf.reshape(new, [-1, filters * memory]), tf.float64) * s_s)
         return [tf.cast(tf.cast(out - zp, tf.float64) * s_out, tf.float32)]
     wf = _transposed(ctx, 1)
