@@ -17,7 +17,8 @@ Faithful int16 EXP, LOG, RSQRT and GELU (zero points 0) run the builtin kernels'
 form or the tanh form) read through the interpolating ``LUTLookup``: one output code per input code
 (:func:`int16_lut_codes`), exact on every code. XNNPACK takes none of them for int16.
 Faithful int16 LOGISTIC / TANH (non-power-of-two input scale) run ``reference_integer_ops``' 256-entry
-sigmoid-table interpolation (:func:`int16_sigmoid_codes`; within 1 LSB, see there).
+sigmoid-table interpolation (:func:`int16_sigmoid_codes`) over the kernel's own table, measured from the
+interpreter (``int16_sigmoid_table.json``, by benchmarks/probe_sigmoid_table.py): exact on every code.
 
 Exception, faithful mode: 8-bit HARD_SWISH (int8 and uint8) is not XNNPACK's in the default interpreter
 (its delegate takes HARD_SWISH for float32 only; measured: the builtin's integers match the default
@@ -52,8 +53,11 @@ the float form rounded onto the grid is 1 LSB off on exact ties.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -415,6 +419,19 @@ def int16_gemmlowp_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
     return q15_table("tanh" if tanh else "logistic", 3)[np.clip(q << shift, -32768, 32767) + 32768]
 
 
+SIGMOID_TABLE_FILE = Path(__file__).with_name("int16_sigmoid_table.json")
+
+
+@lru_cache(maxsize=1)
+def sigmoid_table() -> np.ndarray:
+    """The 256 entries (0.16 fixed point) of the int16 LOGISTIC / TANH kernels' ``sigmoid_table_uint16``,
+    as measured from the interpreter by benchmarks/probe_sigmoid_table.py (shipped with the package)."""
+    table = np.asarray(json.loads(SIGMOID_TABLE_FILE.read_text())["table"], dtype=np.int64)
+    if table.shape != (256,):
+        raise ValueError(f"{SIGMOID_TABLE_FILE}: expected 256 entries, found {table.shape}")
+    return table
+
+
 def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
     """Every int16 input code's output under the builtin int16 LOGISTIC / TANH for a non-power-of-two
     input scale (``activations.cc``: ``input_multiplier > 0`` selects ``reference_integer_ops``).
@@ -425,10 +442,9 @@ def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
     interpolating the low 9 (8) bits; saturated from index 255; mirrored for negative ``v`` and
     rounded back to Q0.15. ``None`` on the gemmlowp path (:func:`_gemmlowp_shift`).
 
-    Known gap: the kernel's table is a hard-coded constant (``sigmoid_table_uint16``) that 44 of 256
-    entries exceed ``round(65536 sigmoid(i / 24))`` by one; no formula found reproduces it, so this
-    computed table leaves 1 LSB on some codes (measured; with the kernel's constants the arithmetic
-    below is exact on every code).
+    The table is the kernel's hard-coded ``sigmoid_table_uint16``, which no rounding of the formula
+    gives (44 of its 256 entries are one above ``round(65536 sigmoid(i / 24))``): :func:`sigmoid_table` reads it
+    as measured from the interpreter. Measured exact on every code (tests/test_ops_int16x8.py).
     """
     if _gemmlowp_shift(s_in, tanh) is not None:
         return None
@@ -437,7 +453,7 @@ def int16_sigmoid_codes(s_in: float, tanh: bool) -> np.ndarray | None:
         shift += 1
         m *= 2.0
     mult = int(m)
-    table = np.minimum(np.floor(65536.0 / (1.0 + np.exp(-np.arange(256) / 24.0)) + 0.5), 65535).astype(np.int64)
+    table = sigmoid_table()
     q = np.arange(-32768, 32768, dtype=np.int64)
     v = (q * mult + ((1 << (shift - 1)) if shift > 0 else 0)) >> shift
     a = np.abs(v)
