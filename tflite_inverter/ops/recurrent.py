@@ -394,6 +394,18 @@ def lstm(ctx: OpContext) -> list[Any]:
     return [_lstm_direction(ctx, UNI, x[None], None, False)[0]]
 
 
+def _bidi_inputs(ctx: OpContext, time_major_default: bool, aux_index: int) -> tuple[bool, bool, Any, Any]:
+    """The options and sequence inputs both bidirectional ops share: ``time_major`` (the two ops'
+    defaults differ), ``merge_outputs`` (one output, else two), the input and the optional aux input,
+    both time-major."""
+    tm = bool(ctx.options.get("time_major", time_major_default))
+    merge = bool(ctx.options.get("merge_outputs", False))
+    if ctx.num_outputs != (1 if merge else 2):
+        raise ctx.unsupported(f"{ctx.num_outputs} outputs with merge_outputs={merge}")
+    aux = _time_major(ctx.input(aux_index), tm) if ctx.has_input(aux_index) else None
+    return tm, merge, _time_major(ctx.input(0), tm), aux
+
+
 @register("BIDIRECTIONAL_SEQUENCE_LSTM", check=_bidi_lstm_check)
 def bidirectional_sequence_lstm(ctx: OpContext) -> list[Any]:
     """Forward and backward LSTMs over the sequence (the backward one's outputs stay aligned with the
@@ -402,14 +414,7 @@ def bidirectional_sequence_lstm(ctx: OpContext) -> list[Any]:
     With an aux input but no aux weights, the backward LSTM reads the aux input instead of the input
     (stacking without cross links); with aux weights both directions add the aux projection.
     """
-    o = ctx.options
-    tm = bool(o.get("time_major", True))
-    merge = bool(o.get("merge_outputs", False))
-    if ctx.num_outputs != (1 if merge else 2):
-        raise ctx.unsupported(f"{ctx.num_outputs} outputs with merge_outputs={merge}")
-    x = _time_major(ctx.input(0), tm)
-    aux = ctx.input(BIDI_AUX_INPUT) if ctx.has_input(BIDI_AUX_INPUT) else None
-    aux = _time_major(aux, tm) if aux is not None else None
+    tm, merge, x, aux = _bidi_inputs(ctx, True, BIDI_AUX_INPUT)
     use_aux_weights = ctx.has_input(BIDI_FW.aux["forget"])
     bw_x = aux if aux is not None and not use_aux_weights else x
     real_aux = aux if use_aux_weights else None
@@ -528,13 +533,7 @@ def unidirectional_sequence_rnn(ctx: OpContext) -> list[Any]:
 def bidirectional_sequence_rnn(ctx: OpContext) -> list[Any]:
     """Inputs: x, fw W/R/b/state (1-4), bw W/R/b/state (5-8), aux input (9), fw/bw aux weights
     (10/11); the aux rules are those of BIDIRECTIONAL_SEQUENCE_LSTM."""
-    o = ctx.options
-    tm = bool(o.get("time_major", False))
-    merge = bool(o.get("merge_outputs", False))
-    if ctx.num_outputs != (1 if merge else 2):
-        raise ctx.unsupported(f"{ctx.num_outputs} outputs with merge_outputs={merge}")
-    x = _time_major(ctx.input(0), tm)
-    aux = _time_major(ctx.input(9), tm) if ctx.has_input(9) else None
+    tm, merge, x, aux = _bidi_inputs(ctx, False, 9)
     use_aux_weights = ctx.has_input(10)
     # Without aux weights the aux input replaces the backward input, but TFLite's batch-major loops
     # read ``input`` for the backward cell regardless; reproduced.
