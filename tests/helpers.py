@@ -305,3 +305,25 @@ def uniform_calibration(specs: Sequence[tf.TensorSpec], lo: float, hi: float, n:
     rng = np.random.default_rng(seed)
     return [[rng.uniform(lo, hi, size=[d or 1 for d in s.shape]).astype(np.float32) for s in specs]
             for _ in range(n)]
+
+
+def accumulator_model(init_ops: list, init_tensors: list) -> bytes:
+    """A stateful float model: ``y = v + x; v = y`` on a [3] resource variable ``v`` that a CALL_ONCE
+    subgraph of the given ops (over tensors ``[handle, *init_tensors]``) initialises."""
+    from .tflite_builder import build_model, subgraph
+
+    res = ("h", [], "RESOURCE")
+    var = {"container": "", "shared_name": "acc"}
+    init = subgraph(tensors=[res, *init_tensors],
+                    ops=[("VAR_HANDLE", [], [0], "VarHandleOptions", var), *init_ops],
+                    inputs=[], outputs=[], name="init")
+    return build_model(
+        tensors=[("x", [3], "FLOAT32"), res, ("v", [3], "FLOAT32"), ("y", [3], "FLOAT32")],
+        ops=[("CALL_ONCE", [], [], "CallOnceOptions", {"init_subgraph_index": 1}),
+             ("VAR_HANDLE", [], [1], "VarHandleOptions", var),
+             ("READ_VARIABLE", [1], [2], None, None),
+             ("ADD", [2, 0], [3], "AddOptions", {}),
+             ("ASSIGN_VARIABLE", [1, 3], [], None, None)],
+        inputs=[0], outputs=[3], subgraphs=[init],
+        signature_defs=[{"signature_key": "serving_default", "subgraph_index": 0,
+                         "inputs": [{"name": "x", "tensor_index": 0}], "outputs": [{"name": "y", "tensor_index": 3}]}])

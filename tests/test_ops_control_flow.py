@@ -18,7 +18,7 @@ from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import make_module
 
 from .conftest import corpus_file
-from .helpers import assert_float_close
+from .helpers import accumulator_model, assert_float_close
 from .tflite_builder import build_model, subgraph
 
 
@@ -186,32 +186,13 @@ def test_static_initializer_becomes_the_variables_initial_value_and_round_trips_
     assert all(after[k] <= before[k] for k in after), (before, after)
 
 
-def _stateful_model(init_ops: list, init_tensors: list) -> bytes:
-    """y = v + x; v = y, with ``v`` initialised by a CALL_ONCE subgraph of the given ops."""
-    res = ("h", [], "RESOURCE")
-    var = {"container": "", "shared_name": "acc"}
-    init = subgraph(tensors=[res, *init_tensors],
-                    ops=[("VAR_HANDLE", [], [0], "VarHandleOptions", var), *init_ops],
-                    inputs=[], outputs=[], name="init")
-    return build_model(
-        tensors=[("x", [3], "FLOAT32"), res, ("v", [3], "FLOAT32"), ("y", [3], "FLOAT32")],
-        ops=[("CALL_ONCE", [], [], "CallOnceOptions", {"init_subgraph_index": 1}),
-             ("VAR_HANDLE", [], [1], "VarHandleOptions", var),
-             ("READ_VARIABLE", [1], [2], None, None),
-             ("ADD", [2, 0], [3], "AddOptions", {}),
-             ("ASSIGN_VARIABLE", [1, 3], [], None, None)],
-        inputs=[0], outputs=[3], subgraphs=[init],
-        signature_defs=[{"signature_key": "serving_default", "subgraph_index": 0,
-                         "inputs": [{"name": "x", "tensor_index": 0}], "outputs": [{"name": "y", "tensor_index": 3}]}])
-
-
 @pytest.mark.parametrize("static", [True, False], ids=["constant-init", "computed-init"])
 def test_call_once_initializes_state_like_the_interpreter(static):
     c = np.array([1.0, -2.0, 0.5], np.float32)
     if static:
-        model = _stateful_model([("ASSIGN_VARIABLE", [0, 1], [], None, None)], [("c", [3], "FLOAT32", c)])
+        model = accumulator_model([("ASSIGN_VARIABLE", [0, 1], [], None, None)], [("c", [3], "FLOAT32", c)])
     else:  # the init subgraph computes its value: run once behind a flag
-        model = _stateful_model([("MUL", [1, 1], [2], "MulOptions", {}), ("ASSIGN_VARIABLE", [0, 2], [], None, None)],
+        model = accumulator_model([("MUL", [1, 1], [2], "MulOptions", {}), ("ASSIGN_VARIABLE", [0, 2], [], None, None)],
                                 [("c", [3], "FLOAT32", c), ("cc", [3], "FLOAT32")])
     calls = Calls(model)
     assert any(v.dtype == tf.bool for v in calls.module.tflite_state) is not static

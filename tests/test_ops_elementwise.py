@@ -663,27 +663,18 @@ def test_int16_lut_ops_are_bit_exact(op, opts, s_in, s_out):
     np.testing.assert_array_equal(got, ref)
 
 
-@pytest.mark.parametrize("op, s_in", [("LOGISTIC", 2.0**-12), ("TANH", 2.0**-12), ("TANH", 2.0**-11)])
-def test_int16_logistic_tanh_on_the_gemmlowp_path_are_bit_exact(op, s_in):
-    """A power-of-two input scale (Q3.12, and for TANH Q4.11: measured) takes the kernel's gemmlowp
-    fixed-point path, reproduced exactly on every code (it was 6 / 12 LSB off through the float form)."""
-    from .tflite_builder import build_model
-
-    x = np.arange(-32768, 32768).astype(np.int16)
-    q = [{"scale": [s], "zero_point": [0]} for s in (s_in, 1 / 32768)]
-    model = build_model(tensors=[("x", [x.size], "INT16", None, q[0]), ("y", [x.size], "INT16", None, q[1])],
-                        ops=[(op, [0], [1], None, None)], inputs=[0], outputs=[1])
-    ref = run_interpreter(model, [x])[0].astype(np.int32)
-    got = run_rebuilt(model, [x])[0].astype(np.int32)
-    np.testing.assert_array_equal(got, ref)
+_GEMMLOWP_SCALES = [("LOGISTIC", 2.0**-12), ("TANH", 2.0**-12), ("TANH", 2.0**-11)]
+_TABLE_SCALES = [(op, s) for op in ("LOGISTIC", "TANH")
+                 for s in (0.05 / 256, 1e-4, 3e-4, 2.0**-13, 2.0**-11, 1 / 6144, 7e-4) if (op, s) not in _GEMMLOWP_SCALES]
 
 
-@pytest.mark.parametrize("op", ["LOGISTIC", "TANH"])
-@pytest.mark.parametrize("s_in", [0.05 / 256, 1e-4, 3e-4, 2.0**-13, 2.0**-11, 1 / 6144, 7e-4])
-def test_int16_logistic_tanh_on_the_table_path_are_bit_exact(op, s_in):
-    """int16 LOGISTIC / TANH, every input code, on the sigmoid-table path (LOGISTIC at 2**-11 too):
-    exact with the kernel's own table as measured (it was 1 LSB off on some codes with the table
-    computed from the formula, which 44 entries exceed by one)."""
+@pytest.mark.parametrize("op, s_in", _GEMMLOWP_SCALES + _TABLE_SCALES)
+def test_int16_logistic_tanh_are_bit_exact_on_every_code(op, s_in):
+    """int16 LOGISTIC / TANH over every input code. A power-of-two input scale (Q3.12, and for TANH
+    Q4.11: measured) takes the kernel's gemmlowp fixed-point path (it was 6 / 12 LSB off through the
+    float form); any other scale the sigmoid-table path, exact with the kernel's own table as measured
+    (it was 1 LSB off on some codes with the table computed from the formula, which 44 entries
+    exceed by one)."""
     from .tflite_builder import build_model
 
     x = np.arange(-32768, 32768).astype(np.int16)

@@ -27,7 +27,8 @@ from tflite_inverter.errors import UsageError, VerificationError
 from tflite_inverter.model import ir
 from tflite_inverter.model.reader import read_model
 
-from .tflite_builder import build_model, single_op_model, subgraph
+from .helpers import accumulator_model
+from .tflite_builder import build_model, single_op_model
 
 
 def _write(tmp_path, model: bytes, name: str = "m.tflite") -> str:
@@ -215,21 +216,8 @@ def test_meaningful_inputs_are_not_weak(tmp_path):
 # -- stateful models: three calls, state carried --------------------------------------------------
 def _accumulator() -> bytes:
     """y = v + x; v = y, v starting at c (a CALL_ONCE initialiser)."""
-    res = ("h", [], "RESOURCE")
-    var = {"container": "", "shared_name": "acc"}
-    init = subgraph(tensors=[res, ("c", [3], "FLOAT32", np.array([1.0, -2.0, 0.5], np.float32))],
-                    ops=[("VAR_HANDLE", [], [0], "VarHandleOptions", var), ("ASSIGN_VARIABLE", [0, 1], [], None, None)],
-                    inputs=[], outputs=[], name="init")
-    return build_model(
-        tensors=[("x", [3], "FLOAT32"), res, ("v", [3], "FLOAT32"), ("y", [3], "FLOAT32")],
-        ops=[("CALL_ONCE", [], [], "CallOnceOptions", {"init_subgraph_index": 1}),
-             ("VAR_HANDLE", [], [1], "VarHandleOptions", var),
-             ("READ_VARIABLE", [1], [2], None, None),
-             ("ADD", [2, 0], [3], "AddOptions", {}),
-             ("ASSIGN_VARIABLE", [1, 3], [], None, None)],
-        inputs=[0], outputs=[3], subgraphs=[init],
-        signature_defs=[{"signature_key": "serving_default", "subgraph_index": 0,
-                         "inputs": [{"name": "x", "tensor_index": 0}], "outputs": [{"name": "y", "tensor_index": 3}]}])
+    return accumulator_model([("ASSIGN_VARIABLE", [0, 1], [], None, None)],
+                             [("c", [3], "FLOAT32", np.array([1.0, -2.0, 0.5], np.float32))])
 
 
 def test_the_interpreter_reference_carries_state_over_three_calls(tmp_path):
