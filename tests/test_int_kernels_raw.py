@@ -19,7 +19,7 @@ from tflite_inverter.errors import UnsupportedOpError
 from tflite_inverter.model.reader import read_model
 from tflite_inverter.ops.elementwise import _floor_check
 
-from .helpers import run_interpreter, run_rebuilt
+from .helpers import round_trip_ops, run_interpreter, run_rebuilt
 from .tflite_builder import single_op_model
 
 _rng = np.random.default_rng(99)
@@ -115,6 +115,15 @@ def test_floor_div_runtime_zero_divisor_and_overflow_fail_by_name():
         run_rebuilt(model, [a, np.array([[1, 0, 2, 3]], np.int8)])
     with pytest.raises(tf.errors.InvalidArgumentError, match="FLOOR_DIV overflow"):
         run_rebuilt(model, [np.array([[-128, 1, 2, 3]], np.int8), np.array([[-1, 1, 1, 1]], np.int8)])
+
+
+def test_the_code_rebuild_converts_back_to_builtins():
+    """The code arithmetic is int32 (TFLite has no int64 FLOOR_DIV/FLOOR_MOD builtin)."""
+    s = [1, 4]
+    for op in ("FLOOR_DIV", "FLOOR_MOD"):
+        model = single_op_model(op, [(s, "INT16", None, q(1e-3)), (s, "INT16", None, q(2e-3))],
+                                [(s, "INT16", q(1e-3))])
+        assert op in round_trip_ops(model)
 
 
 @pytest.mark.parametrize("out_q,flags,size", [

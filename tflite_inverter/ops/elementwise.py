@@ -511,9 +511,9 @@ for _name, _fn in _UNARY.items():
         continue
     register(_name)(_make_unary(_fn))
 def _codes(x: Any, t: Any) -> Any:
-    """The stored integer codes (int64) of a quantized operand carried as real values."""
+    """The stored integer codes (int32) of a quantized operand carried as real values."""
     scale, zp = float(np.float32(t.quantization.scale[0])), int(t.quantization.zero_point[0])
-    return tf.cast(tf.round(x / scale), tf.int64) + zp
+    return tf.cast(tf.round(x / scale), tf.int32) + zp
 
 
 def _floor_check(op: Operator, sg: Subgraph) -> list[str]:
@@ -546,14 +546,14 @@ def _floor_codes(ctx: OpContext, mod: bool) -> Any:
     ta, tb, to = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
     qa, qb = _codes(ctx.input(0), ta), _codes(ctx.input(1), tb)
     hi = integer_range(to.type_name)[1]
-    checks = [tf.debugging.assert_none_equal(qb, tf.constant(0, tf.int64),
+    checks = [tf.debugging.assert_none_equal(qb, tf.constant(0, tf.int32),
                                              message=f"{ctx.op.name} division by 0 (a zero divisor code)")]
     if mod:
-        code = tf.math.floormod(qa, qb + tf.cast(tf.equal(qb, 0), tf.int64))
+        code = tf.math.floormod(qa, qb + tf.cast(tf.equal(qb, 0), tf.int32))
     else:
-        code = tf.math.floordiv(qa, qb + tf.cast(tf.equal(qb, 0), tf.int64))
+        code = tf.math.floordiv(qa, qb + tf.cast(tf.equal(qb, 0), tf.int32))
         checks.append(tf.debugging.assert_less_equal(
-            code, tf.constant(hi, tf.int64),
+            code, tf.constant(hi, tf.int32),
             message=f"{ctx.op.name} overflow: INT_MIN // -1 does not fit {to.type_name} (undefined in the kernel)"))
     with tf.control_dependencies(checks):
         code = tf.identity(code)
