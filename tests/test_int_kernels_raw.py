@@ -104,15 +104,22 @@ def test_floor_refusals_match_the_kernel(op):
     assert any("per-tensor" in r for r in _refusal(per_channel))
 
 
-def test_floor_div_runtime_zero_divisor_and_overflow_fail_by_name():
+@pytest.mark.parametrize("op", ["FLOOR_DIV", "FLOOR_MOD"])
+@pytest.mark.parametrize("dtype", ["INT8", "INT16"])
+def test_runtime_zero_divisor_fails_by_name(op, dtype):
+    s, npt = [1, 4], (np.int8 if dtype == "INT8" else np.int16)
+    model = single_op_model(op, [(s, dtype, None, q(0.1)), (s, dtype, None, q(0.1))], [(s, dtype, q(0.1))])
+    a, b = np.array([[5, -5, 7, 1]], npt), np.array([[1, 0, 2, 3]], npt)
+    with pytest.raises(Exception, match="Division by 0"):
+        run_interpreter(model, [a, b])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"{op} division by 0"):
+        run_rebuilt(model, [a, b])
+
+
+def test_floor_div_overflow_fails_by_name():
     s = [1, 4]
     model = single_op_model("FLOOR_DIV", [(s, "INT8", None, q(0.1)), (s, "INT8", None, q(0.1))],
                             [(s, "INT8", q(0.1))])
-    a = np.array([[5, -5, 7, 1]], np.int8)
-    with pytest.raises(Exception, match="Division by 0"):
-        run_interpreter(model, [a, np.array([[1, 0, 2, 3]], np.int8)])
-    with pytest.raises(tf.errors.InvalidArgumentError, match="FLOOR_DIV division by 0"):
-        run_rebuilt(model, [a, np.array([[1, 0, 2, 3]], np.int8)])
     with pytest.raises(tf.errors.InvalidArgumentError, match="FLOOR_DIV overflow"):
         run_rebuilt(model, [np.array([[-128, 1, 2, 3]], np.int8), np.array([[-1, 1, 1, 1]], np.int8)])
 

@@ -56,7 +56,11 @@ the result code unchanged: read back with the output's scale and zero point. Bot
 on the codes (:func:`_floor_codes`; recovering a code from its on-grid real value is exact). A
 constant zero divisor code or per-channel parameters are refused in the check; a zero divisor code
 known only at run time, and ``INT_MIN // -1`` (``double -> T`` out of range: undefined in C++), fail
-a ``tf.debugging`` assertion naming the op instead of producing a silent value.
+a ``tf.debugging`` assertion naming the op instead of producing a silent value (measured: this
+runtime stores -128 for int8 ``-128 // -1``, i.e. wraps; C++ leaves it undefined). The upstream
+sources indexed here predate the int8/int16 cases (their Prepare lists float32/int32[/int64]); the
+int8/int16 behaviour above is that of the installed ai_edge_litert, measured by
+tests/test_int_kernels_raw.py (zero divisor codes fail for int8 and int16 in both ops).
 
 Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
 the float form rounded onto the grid is 1 LSB off on exact ties.
