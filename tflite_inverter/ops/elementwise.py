@@ -47,6 +47,22 @@ Faithful PRELU int8/uint8 and 16x8 (int16 input/output, int8 alpha) runs the bui
 does not check its type: an int16 alpha tensor is outside its contract (it reads the int16 buffer
 byte by byte); the rebuild keeps the float form there.
 
+Quantized FLOOR_DIV / FLOOR_MOD (int8, int16; ``kernels/floor_div.cc`` / ``floor_mod.cc``, no XNNPACK
+path) ignore the quantization entirely: Prepare requires equal input types (float32, int32, int8,
+int16; uint8 is refused with "Type 'UINT8' is not supported"), Eval first fails with "Division by 0"
+on any zero divisor code, then applies ``FloorDiv<T>`` = ``std::floor(double(a) / double(b))``
+converted to ``T`` / ``reference_ops::FloorMod<T>`` (C++ ``%`` moved onto the divisor's sign) to the
+stored codes (``BinaryFunction``, or ``BroadcastBinaryFunction4DSlow`` when broadcasting), and stores
+the result code unchanged: read back with the output's scale and zero point. Both modes rebuild that
+on the codes (:func:`_floor_codes`; recovering a code from its on-grid real value is exact). A
+constant zero divisor code or per-channel parameters are refused in the check; a zero divisor code
+known only at run time, and ``INT_MIN // -1`` (``double -> T`` out of range: undefined in C++), fail
+a ``tf.debugging`` assertion naming the op instead of producing a silent value (measured: this
+runtime stores -128 for int8 ``-128 // -1``, i.e. wraps; C++ leaves it undefined). The upstream
+sources indexed here predate the int8/int16 cases (their Prepare lists float32/int32[/int64]); the
+int8/int16 behaviour above is that of the installed ai_edge_litert, measured by
+tests/test_int_kernels_raw.py (zero divisor codes fail for int8 and int16 in both ops).
+
 Faithful int8 SQUARED_DIFFERENCE runs the builtin kernel's fixed point (:func:`squared_difference`);
 the float form rounded onto the grid is 1 LSB off on exact ties.
 """
@@ -271,8 +287,6 @@ _UNARY: dict[str, Callable[[Any], Any]] = {
 
 #: Binary builtins without options that are one TensorFlow op.
 _BINARY: dict[str, Callable[[Any, Any], Any]] = {
-    "FLOOR_DIV": lambda a, b: tf.math.floordiv(a, b),
-    "FLOOR_MOD": lambda a, b: tf.math.floormod(a, b),
     "POW": lambda a, b: tf.pow(a, b),
     "LOGICAL_AND": lambda a, b: tf.logical_and(a, b),
     "LOGICAL_OR": lambda a, b: tf.logical_or(a, b),
@@ -516,6 +530,68 @@ for _name, _fn in _UNARY.items():
         register(_name)(_make_lut_unary(_name, _fn))
         continue
     register(_name)(_make_unary(_fn))
+def _codes(x: Any, t: Any) -> Any:
+    """The stored integer codes (int32) of a quantized operand carried as real values."""
+    scale, zp = float(np.float32(t.quantization.scale[0])), int(t.quantization.zero_point[0])
+    return tf.cast(tf.round(x / scale), tf.int32) + zp
+
+
+def _floor_check(op: Operator, sg: Subgraph) -> list[str]:
+    """floor_div.cc / floor_mod.cc Prepare and Eval refusals that are knowable from the file."""
+    ts = [sg.tensors[i] for i in (*op.inputs[:2], *op.outputs[:1]) if i >= 0]
+    if not any(t.is_quantized for t in ts):
+        return []
+    if len(ts) < 3:
+        return []
+    a, b, o = ts
+    if len({a.type_name, b.type_name}) != 1:
+        return [f"{op.name}: input types differ ({a.type_name}, {b.type_name}); the kernel's Prepare requires "
+                "equal types"]
+    if a.type_name not in ("INT8", "INT16"):
+        return [f"{op.name}: quantized {a.type_name} operands; the kernel supports float32, int32, int8 and "
+                f"int16 only (Type '{a.type_name}' is not supported)"]
+    if o.type_name != a.type_name:
+        return [f"{op.name}: output type {o.type_name} differs from the input type {a.type_name} (the kernel "
+                "stores the input type's codes)"]
+    if not all(t.is_quantized and t.quantization.scale.size == 1 for t in ts):
+        return [f"{op.name} on quantized tensors needs per-tensor parameters on both inputs and the output "
+                "(the kernel computes on the stored codes; other codes are not rebuilt)"]
+    if b.is_constant and np.any(np.asarray(b.data()) == 0):
+        return [f"{op.name}: the constant divisor {b.name!r} holds a zero code (the kernel fails: Division by 0)"]
+    return []
+
+
+def _floor_codes(ctx: OpContext, mod: bool) -> Any:
+    """FLOOR_DIV / FLOOR_MOD on the stored codes, read back with the output's parameters."""
+    ta, tb, to = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
+    qa, qb = _codes(ctx.input(0), ta), _codes(ctx.input(1), tb)
+    hi = integer_range(to.type_name)[1]
+    checks = [tf.debugging.assert_none_equal(qb, tf.constant(0, tf.int32),
+                                             message=f"{ctx.op.name} division by 0 (a zero divisor code)")]
+    if mod:
+        code = tf.math.floormod(qa, qb + tf.cast(tf.equal(qb, 0), tf.int32))
+    else:
+        code = tf.math.floordiv(qa, qb + tf.cast(tf.equal(qb, 0), tf.int32))
+        checks.append(tf.debugging.assert_less_equal(
+            code, tf.constant(hi, tf.int32),
+            message=f"{ctx.op.name} overflow: INT_MIN // -1 does not fit {to.type_name} (undefined in the kernel)"))
+    with tf.control_dependencies(checks):
+        code = tf.identity(code)
+    so, zo = float(np.float32(to.quantization.scale[0])), int(to.quantization.zero_point[0])
+    return tf.cast(code - zo, tf.float32) * so
+
+
+def _make_floor(name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
+    def rebuild(ctx: OpContext) -> list[Any]:
+        if ctx.in_tensor(0).is_quantized or ctx.out_tensor(0).is_quantized:
+            return [_floor_codes(ctx, name == "FLOOR_MOD")]
+        return [fn(ctx.input(0), ctx.input(1))]
+
+    return rebuild
+
+
+register("FLOOR_DIV", check=_floor_check)(_make_floor("FLOOR_DIV", lambda a, b: tf.math.floordiv(a, b)))
+register("FLOOR_MOD", check=_floor_check)(_make_floor("FLOOR_MOD", lambda a, b: tf.math.floormod(a, b)))
 for _name, _fn in _BINARY.items():
     register(_name, check=_stablehlo_check if _name.startswith("STABLEHLO_") else None)(_make_binary(_fn))
 

@@ -13,8 +13,13 @@ the input reads the same codes (:func:`.common.raw_codes`).
 
 Quantized RESIZE_BILINEAR interpolates in fixed point: 8-bit runs in XNNPACK in the default
 interpreter (11-bit weights ``lrintf(alpha * 2048)``, ``(acc + 2**21) >> 22``), int16 in TFLite's
-reference kernel (10-bit source coordinates, rounding half away from zero). Faithful mode reproduces
-both exactly when the sizes are static; the float resize plus fake quantization is one LSB off on a
+reference kernel (10-bit source coordinates, rounding half away from zero). The int16 kernel
+(``resize_bilinear.cc`` Eval, ``reference_ops::ResizeBilinearInteger`` in
+``internal/reference/resize_bilinear.h``) interpolates the stored input codes and stores the result
+code without requantizing: an output with other parameters than the input reads the same codes with
+its own scale and zero point. XNNPACK refuses 8-bit resizes whose output parameters differ (the
+default interpreter fails to delegate them). Faithful mode reproduces both exactly when the sizes
+are static; the float resize plus fake quantization is one LSB off on a
 few percent of 8-bit pixels and ~100 LSB off on int16 ones.
 """
 
@@ -81,13 +86,16 @@ def _exact_bilinear(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
             and size is not None and len(in_t.shape) == 4 and not in_t.is_dynamic):
         return None
     qi, qo = in_t.quantization, out_t.quantization
-    if qi.scale.size != 1 or qi.scale[0] != qo.scale[0] or int(qi.zero_point[0]) != int(qo.zero_point[0]):
+    sixteen = in_t.type_name == "INT16"
+    if qi.scale.size != 1 or qo.scale.size != 1:
+        return None
+    same = qi.scale[0] == qo.scale[0] and int(qi.zero_point[0]) == int(qo.zero_point[0])
+    if not (same or sixteen):  # 8-bit with other output parameters: XNNPACK refuses the node
         return None
     o = ctx.options
     flags = (bool(o.get("align_corners")), bool(o.get("half_pixel_centers")))
     scale, zp = float(qi.scale[0]), int(qi.zero_point[0])
     raw = tf.cast(tf.round(x / scale), tf.int64) + zp
-    sixteen = in_t.type_name == "INT16"
     one = 1024 if sixteen else 2048
     ty, by, wy = (bilinear_q10 if sixteen else bilinear_q11)(in_t.shape[1], int(size[0]), *flags)
     tx, bx, wx = (bilinear_q10 if sixteen else bilinear_q11)(in_t.shape[2], int(size[1]), *flags)
@@ -104,7 +112,8 @@ def _exact_bilinear(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
         q = tf.truncatediv(acc + tf.where(acc > 0, half, -half), tf.constant(2 ** 20, tf.int64))
     else:  # (acc + 2**21) >> 22
         q = (acc + 2 ** 21) // 2 ** 22
-    return hybrid.ste(y_float, tf.cast(q - zp, tf.float32) * scale)
+    s_out, zp_out = float(qo.scale[0]), int(qo.zero_point[0])
+    return hybrid.ste(raw_codes(y_float, in_t, out_t), tf.cast(q - zp_out, tf.float32) * s_out)
 
 
 @register("RESIZE_BILINEAR", check=_bilinear_check)
