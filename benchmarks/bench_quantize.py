@@ -93,7 +93,7 @@ CORPUS_SAMPLES = 20
 
 def _corpus_candidate(path: str, max_bytes: int) -> str | None:
     """None for a float model to quantize, else why it is skipped."""
-    from tflite_inverter.conversion.verify import is_quantized_model
+    from tflite_inverter.conversion.plan import is_quantized_model
 
     size = os.path.getsize(path)
     if size > max_bytes:

@@ -11,7 +11,7 @@ for ops the stock one lacks or misreads, can run the original: only the rebuild 
 its rule, but on inputs the tool could not make meaningful, e.g. indices the interpreter rejected
 and that were lowered to 0: never a match), ``invalid``. Stateful models are compared on 3
 consecutive calls per signature, state carried, as ``convert`` does. The rules are
-those of :mod:`tflite_inverter.conversion.verify` (the reference spread is measured with the interpreter's
+those of :mod:`tflite_inverter.conversion.rules` (the reference spread is measured with the interpreter's
 built-in kernels, as ``convert`` does).
 """
 
@@ -33,13 +33,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tflite_inverter.conversion.verify import (  # noqa: E402
-    check_status,
-    compare_plan,
-    invocations,
-    pct,
-    reference_outputs,
-)
+from tflite_inverter.conversion.plan import invocations  # noqa: E402
+from tflite_inverter.conversion.reference import reference_outputs  # noqa: E402
+from tflite_inverter.conversion.rules import check_status, compare_plan, pct  # noqa: E402
 from tflite_inverter.errors import InterpreterError, InverterError  # noqa: E402
 from tflite_inverter.model.reader import read_model  # noqa: E402
 from tflite_inverter.ops import registry  # noqa: E402

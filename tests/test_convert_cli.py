@@ -116,7 +116,7 @@ def _builtin_kernels(model: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def test_the_reference_spread_is_the_gap_between_the_interpreters_two_kernel_sets(float_model, tmp_path):
-    from tflite_inverter.conversion.verify import random_inputs
+    from tflite_inverter.conversion.plan import random_inputs
 
     result = convert(float_model, str(tmp_path / "sm"))
     plan = io_plans_of(float_model)[0]
@@ -189,34 +189,34 @@ def test_every_unsupported_op_is_listed_at_once_with_its_location():
 
 
 def test_an_interpreter_failure_is_a_clear_error_not_a_crash(tmp_path, monkeypatch):
-    from tflite_inverter.conversion import verify
+    from tflite_inverter.conversion import reference
 
-    monkeypatch.setattr(verify, "sys", type("S", (), {"executable": "/bin/false"}))
+    monkeypatch.setattr(reference, "sys", type("S", (), {"executable": "/bin/false"}))
     with pytest.raises(InterpreterError) as err:
-        verify.run_tflite("/nonexistent.tflite", [(None, [], [], [])])
+        reference.run_tflite("/nonexistent.tflite", [(None, [], [], [])])
     assert "interpreter" in str(err.value)
 
 
 def test_a_segfaulting_interpreter_is_reported_by_signal(tmp_path, monkeypatch):
-    from tflite_inverter.conversion import verify
+    from tflite_inverter.conversion import reference
 
     script = tmp_path / "crash.sh"
     script.write_text("#!/bin/sh\nkill -SEGV $$\n")
     script.chmod(0o755)
-    monkeypatch.setattr(verify, "sys", type("S", (), {"executable": str(script)}))
+    monkeypatch.setattr(reference, "sys", type("S", (), {"executable": str(script)}))
     with pytest.raises(InterpreterError) as err:
-        verify.run_tflite("/x.tflite", [(None, [], [], [])])
+        reference.run_tflite("/x.tflite", [(None, [], [], [])])
     assert "crashed with signal 11" in str(err.value)
 
 
 def test_an_original_the_interpreter_cannot_run_is_written_but_flagged_unverified(float_model, tmp_path,
                                                                                   monkeypatch):
-    from tflite_inverter.conversion import verify
+    from tflite_inverter.conversion import reference
 
     def refuse(*args, **kwargs):
         raise InterpreterError("the TFLite interpreter failed: Node number 0 (SomeCustomOp) failed to prepare")
 
-    monkeypatch.setattr(verify, "run_tflite", refuse)
+    monkeypatch.setattr(reference, "run_tflite", refuse)
     monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     out = tmp_path / "sm"
     with pytest.raises(InterpreterError, match="written to .* but NOT verified: .*SomeCustomOp"):

@@ -28,7 +28,7 @@ ONEDNN_ON_EDGE = {
 }
 
 #: Files that matched when last measured (python benchmarks/corpus.py, each output by the rule
-#: verify.py states: exact / lsb / float within max(1e-4 x max|ref|, measured kernel spread)); grow it
+#: conversion/rules.py states: exact / lsb / float within max(1e-4 x max|ref|, measured kernel spread)); grow it
 #: as ops land. Not in it since the rules were made exact: the Edge TPU-slim DeepLab (argmax 99.97 %
 #: equal) and the blockwise-quantized Qwen FC (3.3e-3 of max, kernel sets within 1.4e-3).
 EXPECTED_MATCH: set[str] = {

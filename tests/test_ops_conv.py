@@ -385,7 +385,7 @@ def test_transpose_conv_hybrid_built_is_bit_exact(act, per_channel):
 
 def test_has_hybrid_ops_finds_hybrid_transpose_conv():
     """TRANSPOSE_CONV's activation is input 2 (input 0 is the int32 output shape)."""
-    from tflite_inverter.conversion.verify import has_hybrid_ops
+    from tflite_inverter.conversion.plan import has_hybrid_ops
 
     assert has_hybrid_ops(read_model(_hybrid_tconv_builder("NONE", True)))
     assert not has_hybrid_ops(read_model(converted(_tconv(2, "SAME"), SPEC_T, "TRANSPOSE_CONV")))

@@ -13,15 +13,8 @@ import json
 import numpy as np
 import pytest
 
-from tflite_inverter.conversion.verify import (
-    IOPlan,
-    fit_input,
-    invocations,
-    is_stateful,
-    random_inputs,
-    reference_outputs,
-    run_tflite,
-)
+from tflite_inverter.conversion.plan import IOPlan, fit_input, invocations, is_stateful, random_inputs
+from tflite_inverter.conversion.reference import reference_outputs, run_tflite
 from tflite_inverter.conversion.verify_inputs import derive_rules
 from tflite_inverter.errors import UsageError, VerificationError
 from tflite_inverter.model import ir

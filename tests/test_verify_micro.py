@@ -18,7 +18,7 @@ import pytest
 from flatbuffers import flexbuffers
 
 from tflite_inverter import read_model
-from tflite_inverter.conversion.verify import (
+from tflite_inverter.conversion.reference import (
     int8_svdf_narrow_inputs,
     micro_positions,
     select_reference,
@@ -131,7 +131,7 @@ def _ref_window(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def test_micro_positions_map_a_plan_onto_subgraph_0(tmp_path):
-    from tflite_inverter.conversion.verify import IOPlan
+    from tflite_inverter.conversion.plan import IOPlan
 
     path = tmp_path / "w.tflite"
     path.write_bytes(_window_model()[0])
@@ -208,7 +208,8 @@ def test_a_signal_op_model_is_verified_against_tflite_micro(tmp_path):
 
 def test_without_tflite_micro_the_missing_reference_is_named(tmp_path, monkeypatch):
     """A machine without the package: the error names both references and how to get the second."""
-    from tflite_inverter.conversion import verify
+    from tflite_inverter.conversion import reference
+    from tflite_inverter.conversion.plan import IOPlan
 
     fake = tmp_path / "fake" / "tflite_micro"
     fake.mkdir(parents=True)
@@ -218,10 +219,10 @@ def test_without_tflite_micro_the_missing_reference_is_named(tmp_path, monkeypat
     path.write_bytes(_window_model()[0])
     model = read_model(str(path))
     sg = model.main
-    plan = verify.IOPlan(None, "serving_default", ["x"], ["y"], ["x"], ["y"], [sg.tensors[0]], [sg.tensors[2]],
+    plan = IOPlan(None, "serving_default", ["x"], ["y"], ["x"], ["y"], [sg.tensors[0]], [sg.tensors[2]],
                          [np.dtype(np.int16)])
     with pytest.raises(InterpreterError) as err:
-        verify.reference_outputs(str(path), [plan], None, model=model)
+        reference.reference_outputs(str(path), [plan], None, model=model)
     msg = str(err.value)
     assert "lacks an op" in msg and "SignalWindow" in msg
     assert "TFLite Micro, is not installed (pip install tflite-micro)" in msg

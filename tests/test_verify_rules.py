@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflite_inverter.conversion.verify import (
+from tflite_inverter.conversion.rules import (
     FLOAT_TOL,
     LSB_FLOAT_SLACK,
     REF_MAX_FLOOR,

@@ -22,7 +22,7 @@ consecutive calls per signature, state carried, each call's outputs checked."""
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     from ..conversion.pipeline import convert
-    from ..conversion.verify import format_checks
+    from ..conversion.rules import format_checks
 
     result = convert(args.model, args.output, force=args.force, float_io=args.float_io,
                      fake_quant=not args.no_fake_quant, inputs=args.inputs, tolerance=args.tolerance,

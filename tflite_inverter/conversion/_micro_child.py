@@ -7,7 +7,7 @@ subgraph 0 and addresses its I/O by position, ``set_input(array, k)`` / ``get_ou
 imports only ``tflite_micro`` (not the stock interpreter, not TensorFlow), in its own process,
 because a kernel can crash on a real file.
 
-TFLite Micro is the second reference (see :func:`.verify.reference_outputs`): it registers the ops
+TFLite Micro is the second reference (see :func:`.reference.reference_outputs`): it registers the ops
 the stock interpreter lacks for micro models (the ``Signal*`` audio front end) and kernels the stock
 one misreads (int8 SVDF with int8 time weights and state). Its kernels are the reference kernels,
 one kernel set, so no reference spread is measured.

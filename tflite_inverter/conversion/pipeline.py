@@ -19,17 +19,9 @@ from ..errors import InterpreterError, NotVerifiedError, TensorFlowCrashError, U
 from ..model import ir
 from ..model.input_shapes import InputShapesArg, parse_input_shapes, resolve_input_shapes
 from ..model.reader import read_model
-from .verify import (
-    IOPlan,
-    OutputCheck,
-    check_status,
-    compare_plan,
-    default_shape_error,
-    format_checks,
-    invocations,
-    load_inputs,
-    reference_outputs,
-)
+from .plan import IOPlan, invocations, load_inputs
+from .reference import default_shape_error, reference_outputs
+from .rules import OutputCheck, check_status, compare_plan, format_checks
 from .verify_inputs import derive_rules
 
 
@@ -51,7 +43,7 @@ class ConvertResult:
 
     @property
     def status(self) -> str:
-        """``"ok"``, ``"weak"``, ``"FAIL"`` or ``"not verified"`` (see :func:`.verify.check_status`)."""
+        """``"ok"``, ``"weak"``, ``"FAIL"`` or ``"not verified"`` (see :func:`.rules.check_status`)."""
         return check_status(self.checks) if self.verified else "not verified"
 
     def to_json(self) -> dict[str, Any]:
@@ -82,10 +74,10 @@ def verify_saved_model(model: ir.Model, model_path: str, saved_dir: str, plans: 
                        note_sink: list[str] | None = None, info: dict[str, str] | None = None) -> list[OutputCheck]:
     """Run the original (interpreter, child process) and the saved SavedModel on the same inputs.
 
-    A stateful model (:func:`.verify.is_stateful`) is invoked :data:`.verify.STATEFUL_CALLS` times
+    A stateful model (:func:`.plan.is_stateful`) is invoked :data:`.plan.STATEFUL_CALLS` times
     per signature in a row on both sides (fresh random inputs each call, or the user's inputs each
     call), and every call's outputs are checked. Checks of a weak verification carry the reason.
-    ``info`` (if given) receives which reference ran (see :func:`.verify.reference_outputs`)."""
+    ``info`` (if given) receives which reference ran (see :func:`.reference.reference_outputs`)."""
     from .._tf import tensorflow_op_error, tf
 
     plans = invocations(model, plans)

@@ -36,7 +36,7 @@ consumer, e.g. arithmetic or a custom op) is random in ``[0, 3]``; bool inputs a
 ``False``/``True``. Quantized integer inputs are not governed here (they are random over their
 dtype's full range, see :func:`.verify.random_inputs`).
 
-What happens when the interpreter still rejects the inputs is :func:`.verify.reference_outputs`'s
+What happens when the interpreter still rejects the inputs is :func:`.reference.reference_outputs`'s
 business: it never substitutes values silently (the verification is reported as weak).
 """
 

@@ -55,7 +55,7 @@ def _reference(src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str
 def _run_quantized(path: str, src: _Source | _Sig, samples: list[list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
     """Run the written model in the interpreter (child process) with real-valued ``samples`` of one
     signature (``src``: the signature, or the source for its first)."""
-    from ..conversion.verify import run_tflite
+    from ..conversion.reference import run_tflite
     from ..model.reader import read_model
 
     model = read_model(path)

@@ -152,7 +152,7 @@ def _quantized_source(source: str, calib: str | None, dtype: str | None) -> ir.M
     .tflite, no calibration data, an 8-bit recipe."""
     if calib is not None or dtype not in (None, "int8", "uint8") or not os.path.isfile(source):
         return None
-    from ..conversion.verify import is_quantized_model
+    from ..conversion.plan import is_quantized_model
     from ..model.reader import read_model
 
     model = read_model(source)

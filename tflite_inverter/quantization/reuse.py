@@ -369,7 +369,7 @@ def _convert_reusing_ranges(src: _Source, dtype: str, io_in: str, io_out: str, p
 def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dict[str, Any]]:
     """Run the source and the result in the interpreter on ``n`` seeded inputs spanning the source's
     input range (integer inputs: uniform over every code) and compare outputs in source LSBs."""
-    from ..conversion.verify import run_tflite
+    from ..conversion.reference import run_tflite
     from ..model.reader import read_model
     from ..ops.common import integer_range
     from .accuracy import lsb_metrics

@@ -159,7 +159,7 @@ def _load_source(path: str, progress: Callable[[str], None] | None, range_ops: b
         src._keep = loaded  # type: ignore[attr-defined]  # the function needs its variables alive
         return src
 
-    from ..conversion.verify import is_quantized_model
+    from ..conversion.plan import is_quantized_model
     from ..model.reader import read_model
     from ..rebuild import RebuildOptions, make_module
 
