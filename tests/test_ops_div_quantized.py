@@ -76,9 +76,24 @@ def test_zero_dividend_takes_the_x86_shift_past_31_bits():
     np.testing.assert_array_equal(run_rebuilt(model, inputs)[0].astype(int), ref)
 
 
-def test_quantized_div_with_a_negative_rounding_exponent_is_refused():
-    """s1 / (s2 s_out) ~ 2**17 on int16: the kernel's rounding exponent goes negative (undefined)."""
-    model = _model("INT16", (1.0, 1e-3, 1e-2), (0, 0, 0), [[4], [4]])
+@pytest.mark.parametrize("scales", [(1.0, 1e-3, 1e-2), (0.05, 1e-4, 1e-3)])
+def test_int16_div_with_a_negative_rounding_exponent_follows_x86(scales):
+    """s1 / (s2 s_out) >= 2**15 on int16: the kernel's rounding exponent goes negative for large
+    |v1| (undefined in C++; x86 takes the counts modulo 64 / 32). Divisors |v2| small and large."""
+    model = _model("INT16", scales, (0, 0, 0), [[64, 64], [64, 64]])
+    rng = np.random.default_rng(0)
+    a = rng.integers(-32768, 32768, size=[64, 64]).astype(np.int16)
+    b = rng.choice([-3, -2, -1, 1, 2, 3, 5, 100, -7000, 30000], size=[64, 64]).astype(np.int16)
+    ref = run_interpreter(model, [a, b])[0].astype(int)
+    assert 0.05 < np.mean(np.abs(ref) < 32767)  # not all saturated
+    np.testing.assert_array_equal(run_rebuilt(model, [a, b])[0].astype(int), ref)
+
+
+def test_per_channel_quantized_div_is_refused():
+    q = {"scale": [0.05], "zero_point": [0]}
+    qc = {"scale": [0.04, 0.05, 0.06, 0.07], "zero_point": [0] * 4, "quantized_dimension": 1}
+    model = single_op_model("DIV", [([2, 4], "INT8", None, q), ([2, 4], "INT8", None, qc)], [([2, 4], "INT8", q)],
+                            {"fused_activation_function": "NONE"}, "DivOptions")
     m = read_model(model)
     problems = elementwise._div_check(m.main.operators[0], m.main)
-    assert any("negative exponent" in p for p in problems)
+    assert any("per-channel" in p for p in problems)

@@ -231,26 +231,14 @@ def mul(ctx: OpContext) -> list[Any]:
 
 
 def _div_check(op: Operator, sg: Subgraph) -> list[str]:
-    """The quantized kernel needs per-tensor scales and a total shift the kernel's arithmetic keeps
-    non-negative (``RoundingDivideByPOT`` by a negative exponent shifts left by a negative count)."""
+    """The quantized kernel reads one scale per tensor."""
     problems = check_activation(op.options)
     ts = [sg.tensors[i] for i in (*op.inputs[:2], op.outputs[0])]
     if not all(t.is_quantized and t.type_name in ("INT8", "UINT8", "INT16") for t in ts):
         return problems
     if any(t.quantization.per_channel for t in ts):
         return [*problems, "quantized DIV with per-channel scales: the kernel reads one scale per tensor"]
-    mult, shift = _div_multiplier(*ts)
-    if mult and shift > _div_min_headroom(ts[0].type_name):
-        problems.append(f"quantized DIV with output multiplier shift {shift} (s1 / (s2 s_out) ~ 2**{shift}): the "
-                        "kernel's RoundingDivideByPOT would get a negative exponent (undefined); not reproduced")
     return problems
-
-
-def _div_min_headroom(type_name: str) -> int:
-    """The least ``CountLeadingSignBits(q1 - z1)`` over the type's codes: with ``shift`` at most that,
-    the kernel's rounding exponent ``recip_shift + headroom - shift`` is never negative."""
-    lo, hi = integer_range(type_name)
-    return int(count_leading_sign_bits_np(np.array([hi - lo, lo - hi])).min())
 
 
 def _div_multiplier(a_t: Any, b_t: Any, y_t: Any) -> tuple[int, int]:
@@ -269,10 +257,13 @@ def _integer_div(ctx: OpContext) -> Any | None:
     (a Q0.31 Newton-Raphson reciprocal of ``v2`` normalised to [1, 2) and ``recip_shift = 31 -
     clz(v2)``), ``headroom = CountLeadingSignBits(v1)``, ``u = SRDHM(v1 << headroom, inv)``, then
     ``z_out + RoundingDivideByPOT(SRDHM(u, M), recip_shift + headroom - shift)`` clamped. ``v1 = 0``
-    has headroom 31, so the exponent can reach 32 and more: undefined in C++; the x86 build's
-    64-bit mask and modulo-32 shift (:func:`.fixedpoint.rounding_divide_by_pot_x86`) make ``0 / v2``
-    come out as ``z_out + 1`` whenever the exponent is exactly 32 (the 128-LSB elements of the
-    8-bit output-scale-x3 case were such zeros next to headroom slips of negative ``v1``). The
+    has headroom 31, so the exponent can reach 32 and more, and a multiplier ``s1 / (s2 s_out)`` of
+    2**15 or more makes it negative for large ``|v1|``: both undefined in C++ (gemmlowp asserts
+    [0, 31]); the x86 build's ``(1ll << e) - 1`` mask (count modulo 64) and int32 arithmetic shift
+    (count modulo 32) are reproduced (:func:`.fixedpoint.rounding_divide_by_pot_x86`; measured on
+    both sides of the range). So ``0 / v2`` comes out as ``z_out + 1`` when the exponent is exactly 32
+    (the 128-LSB elements of the 8-bit output-scale-x3 probe case were such zeros, and negative
+    ``v1`` whose headroom the earlier float form could not see). The
     per-code parts (reciprocal and sign of every divisor code, headroom of every dividend) are tables
     built once (:func:`.fixedpoint.get_reciprocal_np`, :func:`.fixedpoint.count_leading_sign_bits_np`).
     """
@@ -285,7 +276,7 @@ def _integer_div(ctx: OpContext) -> Any | None:
             and len({t.type_name for t in ts}) == 1):
         return None
     mult, shift = _div_multiplier(*ts)
-    if mult == 0 or shift > _div_min_headroom(a_t.type_name):
+    if mult == 0:
         return None
     sa, sb, so = (float(t.quantization.scale[0]) for t in ts)
     lo_t, hi_t = integer_range(a_t.type_name)

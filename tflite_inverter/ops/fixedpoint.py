@@ -254,7 +254,7 @@ def rounding_divide_by_pot_x86(x: np.ndarray, e: np.ndarray) -> np.ndarray:
     truncated to int32, and the int32 arithmetic right shift takes ``e`` modulo 32. At ``e = 32`` the
     mask is -1, the threshold -1, so a zero or positive ``x`` gains 1 (measured: 0 / q -> 1 LSB)."""
     x, e = np.asarray(x, np.int64), np.asarray(e, np.int64)
-    mask = _wrap32((np.int64(1) << np.minimum(e, 62)) - 1)
+    mask = _wrap32((np.int64(1) << (e & 63)) - 1)
     threshold = (mask >> 1) + (x < 0)
     return (x >> (e & 31)) + (_wrap32(x & mask) > threshold)
 
@@ -279,7 +279,7 @@ def rounding_divide_by_pot_x86_t(x: Any, e: Any) -> Any:
     def wrap(v: Any) -> Any:
         return tf.bitwise.bitwise_and(v + 2 ** 31, 0xFFFFFFFF) - 2 ** 31
 
-    mask = wrap(tf.bitwise.left_shift(tf.ones_like(x), tf.minimum(e, 62)) - 1)
+    mask = wrap(tf.bitwise.left_shift(tf.ones_like(x), tf.bitwise.bitwise_and(e, 63)) - 1)
     threshold = tf.bitwise.right_shift(mask, 1) + tf.cast(x < 0, tf.int64)
     return (tf.bitwise.right_shift(x, tf.bitwise.bitwise_and(e, 31))
             + tf.cast(wrap(tf.bitwise.bitwise_and(x, mask)) > threshold, tf.int64))
