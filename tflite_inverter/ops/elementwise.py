@@ -646,11 +646,32 @@ _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
 _COMPARE_GRID = 256.0
 
 
-def _make_comparison(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
+#: int16 comparisons the installed kernel runs through ``ComparisonWithScaling`` (as for 8-bit);
+#: the others (LESS, GREATER, ...) go to ``Comparison<int16_t>`` on the stored codes (measured).
+_INT16_SCALED = ("EQUAL", "NOT_EQUAL")
+
+
+def _make_comparison(name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
     def rebuild(ctx: OpContext) -> list[Any]:
         """Quantized int8/uint8 inputs compare on TFLite's grid of 1/256 (absolute, whatever the
-        scales): values closer than that can compare equal, which the real values would not."""
+        scales): values closer than that can compare equal, which the real values would not.
+
+        Quantized int16 (``comparisons.cc`` of the installed interpreter, measured against both
+        hypotheses): EQUAL / NOT_EQUAL take ``reference_ops::ComparisonWithScaling`` like 8-bit,
+        ``MultiplyByQuantizedMultiplierSmallerThanOneExp((q - z) << 8, QuantizeMultiplier(s))`` per
+        input, compared as integers (done here in exact fixed point, :func:`.fixedpoint.mbqm`);
+        LESS / LESS_EQUAL / GREATER / GREATER_EQUAL take ``Comparison<int16_t>``
+        (``reference_ops::ComparisonImpl``), which compares the stored codes and ignores scales and
+        zero points."""
         a, b = ctx.input(0), ctx.input(1)
+        ts = (ctx.in_tensor(0), ctx.in_tensor(1))
+        if all(_is_real_quantized(t) and t.type_name == "INT16" and not t.quantization.per_channel for t in ts):
+            if name not in _INT16_SCALED:
+                return [fn(_to_codes(a, ts[0]), _to_codes(b, ts[1]))]
+            sa, sb = (float(np.float32(t.quantization.scale[0])) for t in ts)
+            va = mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 256, sa)
+            vb = mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 256, sb)
+            return [fn(va, vb)]
         if all(_is_real_quantized(ctx.in_tensor(i)) and ctx.in_tensor(i).type_name in ("INT8", "UINT8")
                for i in (0, 1)):
             a, b = round_half_away(a * _COMPARE_GRID), round_half_away(b * _COMPARE_GRID)
@@ -660,7 +681,7 @@ def _make_comparison(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]
 
 
 for _name, _fn in _COMPARISONS.items():
-    register(_name)(_make_comparison(_fn))
+    register(_name)(_make_comparison(_name, _fn))
 
 
 # -- ops with options or parameters ---------------------------------------------------------------
