@@ -84,6 +84,8 @@ from . import hybrid
 from .common import check_activation, integer_range, raw_codes, round_half_away
 from .context import OpContext, is_real_quantized
 from .fixedpoint import (
+    count_leading_sign_bits_np,
+    get_reciprocal_np,
     mbqm,
     mbqm_double,
     mbqm_np,
@@ -91,6 +93,8 @@ from .fixedpoint import (
     quantize_multiplier,
     rounding_divide_by_pot,
     rounding_divide_by_pot_np,
+    rounding_divide_by_pot_x86_t,
+    srdhm,
     srdhm16,
 )
 from .registry import register
@@ -246,10 +250,86 @@ def mul(ctx: OpContext) -> list[Any]:
     return [exact if exact is not None else ctx.activation(tf.multiply(ctx.input(0), ctx.input(1)))]
 
 
-@register("DIV", check=_act_check)
+def _div_check(op: Operator, sg: Subgraph) -> list[str]:
+    """The quantized kernel reads one scale per tensor."""
+    problems = check_activation(op.options)
+    ts = [sg.tensors[i] for i in (*op.inputs[:2], op.outputs[0])]
+    if not all(t.is_quantized and t.type_name in ("INT8", "UINT8", "INT16") for t in ts):
+        return problems
+    if any(t.quantization.per_channel for t in ts):
+        return [*problems, "quantized DIV with per-channel scales: the kernel reads one scale per tensor"]
+    return problems
+
+
+def _div_multiplier(a_t: Any, b_t: Any, y_t: Any) -> tuple[int, int]:
+    """``div.cc`` Prepare: ``QuantizeMultiplier(s1 / (s2 * s_out))``, the quotient in float32 (the
+    params' scales are ``float``) widened to double."""
+    s1, s2, so = (np.float32(t.quantization.scale[0]) for t in (a_t, b_t, y_t))
+    return quantize_multiplier(float(np.float32(s1 / np.float32(s2 * so))))
+
+
+def _integer_div(ctx: OpContext) -> Any | None:
+    """Faithful mode, int8/uint8/int16 per-tensor: ``reference_ops::DivElementwise`` /
+    ``BroadcastDivSlowQuantized`` (``kernels/internal/reference/div.h``; the default interpreter's
+    optimized 8-bit kernel computes the same integers, measured; XNNPACK takes no quantized DIV).
+
+    With ``v1 = q1 - z1``, ``v2 = q2 - z2`` (both negated when ``v2 < 0``): ``GetReciprocal(v2, 31)``
+    (a Q0.31 Newton-Raphson reciprocal of ``v2`` normalised to [1, 2) and ``recip_shift = 31 -
+    clz(v2)``), ``headroom = CountLeadingSignBits(v1)``, ``u = SRDHM(v1 << headroom, inv)``, then
+    ``z_out + RoundingDivideByPOT(SRDHM(u, M), recip_shift + headroom - shift)`` clamped. ``v1 = 0``
+    has headroom 31, so the exponent can reach 32 and more, and a multiplier ``s1 / (s2 s_out)`` of
+    2**15 or more makes it negative for large ``|v1|``: both undefined in C++ (gemmlowp asserts
+    [0, 31]); the x86 build's ``(1ll << e) - 1`` mask (count modulo 64) and int32 arithmetic shift
+    (count modulo 32) are reproduced (:func:`.fixedpoint.rounding_divide_by_pot_x86`; measured on
+    both sides of the range). So ``0 / v2`` comes out as ``z_out + 1`` when the exponent is exactly 32
+    (the 128-LSB elements of the 8-bit output-scale-x3 probe case were such zeros, and negative
+    ``v1`` whose headroom the earlier float form could not see). The
+    per-code parts (reciprocal and sign of every divisor code, headroom of every dividend) are tables
+    built once (:func:`.fixedpoint.get_reciprocal_np`, :func:`.fixedpoint.count_leading_sign_bits_np`).
+    """
+    a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
+    act = ctx.options.get("fused_activation_function", "NONE")
+    ts = (a_t, b_t, y_t)
+    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
+            and all(_is_real_quantized(t) and t.type_name in ("INT8", "UINT8", "INT16")
+                    and not t.quantization.per_channel for t in ts)
+            and len({t.type_name for t in ts}) == 1):
+        return None
+    mult, shift = _div_multiplier(*ts)
+    if mult == 0:
+        return None
+    sa, sb, so = (float(t.quantization.scale[0]) for t in ts)
+    lo_t, hi_t = integer_range(a_t.type_name)
+    z2 = int(b_t.quantization.zero_point[0])
+    codes2 = np.arange(lo_t, hi_t + 1, dtype=np.int64)
+    v2 = codes2 - z2
+    sign = np.where(v2 < 0, -1, 1)
+    inv, rshift = get_reciprocal_np(np.maximum(np.abs(v2), 1))
+    span = hi_t - lo_t + 1
+    v1_all = np.arange(-span, span + 1, dtype=np.int64)
+    headroom_tab = tf.constant(count_leading_sign_bits_np(v1_all), tf.int64)
+    a, b = ctx.input(0), ctx.input(1)
+    v1 = tf.cast(hybrid.to_int(a, sa), tf.int64)
+    i2 = tf.cast(hybrid.to_int(b, sb), tf.int64) + (z2 - lo_t)
+    v1 = v1 * tf.gather(tf.constant(sign, tf.int64), i2)
+    headroom = tf.gather(headroom_tab, v1 + span)
+    unscaled = srdhm(v1 * tf.bitwise.left_shift(tf.ones_like(v1), headroom), tf.gather(tf.constant(inv), i2))
+    e = tf.gather(tf.constant(rshift), i2) + headroom - shift
+    v1 = v1 + 0 * e  # broadcast to the output shape
+    r = rounding_divide_by_pot_x86_t(srdhm(unscaled, tf.constant(mult, tf.int64)), e + 0 * v1)
+    lo, hi = hybrid.clamp_range(y_t, act)
+    exact = tf.cast(tf.clip_by_value(tf.cast(r, tf.float64), lo, hi), tf.float32) * so
+    return hybrid.ste(tf.clip_by_value(a / b, lo * so, hi * so), exact)
+
+
+@register("DIV", check=_div_check)
 def div(ctx: OpContext) -> list[Any]:
     """Float: true division. Integer: TFLite's kernel evaluates C++ ``a / b``, which truncates toward
-    zero (-7 / 2 = -3); ``tf.truncatediv`` is that, and the converter maps it back to DIV."""
+    zero (-7 / 2 = -3); ``tf.truncatediv`` is that, and the converter maps it back to DIV. Quantized,
+    faithful: :func:`_integer_div`."""
+    exact = _integer_div(ctx)
+    if exact is not None:
+        return [exact]
     x, y = ctx.input(0), ctx.input(1)
     fn = tf.math.truediv if x.dtype.is_floating else tf.truncatediv
     return [ctx.activation(fn(x, y))]
@@ -658,11 +738,32 @@ _COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
 _COMPARE_GRID = 256.0
 
 
-def _make_comparison(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
+#: int16 comparisons the installed kernel runs through ``ComparisonWithScaling`` (as for 8-bit);
+#: the others (LESS, GREATER, ...) go to ``Comparison<int16_t>`` on the stored codes (measured).
+_INT16_SCALED = ("EQUAL", "NOT_EQUAL")
+
+
+def _make_comparison(name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]]:
     def rebuild(ctx: OpContext) -> list[Any]:
         """Quantized int8/uint8 inputs compare on TFLite's grid of 1/256 (absolute, whatever the
-        scales): values closer than that can compare equal, which the real values would not."""
+        scales): values closer than that can compare equal, which the real values would not.
+
+        Quantized int16 (``comparisons.cc`` of the installed interpreter, measured against both
+        hypotheses): EQUAL / NOT_EQUAL take ``reference_ops::ComparisonWithScaling`` like 8-bit,
+        ``MultiplyByQuantizedMultiplierSmallerThanOneExp((q - z) << 8, QuantizeMultiplier(s))`` per
+        input, compared as integers (done here in exact fixed point, :func:`.fixedpoint.mbqm`);
+        LESS / LESS_EQUAL / GREATER / GREATER_EQUAL take ``Comparison<int16_t>``
+        (``reference_ops::ComparisonImpl``), which compares the stored codes and ignores scales and
+        zero points."""
         a, b = ctx.input(0), ctx.input(1)
+        ts = (ctx.in_tensor(0), ctx.in_tensor(1))
+        if all(_is_real_quantized(t) and t.type_name == "INT16" and not t.quantization.per_channel for t in ts):
+            if name not in _INT16_SCALED:
+                return [fn(_to_codes(a, ts[0]), _to_codes(b, ts[1]))]
+            sa, sb = (float(np.float32(t.quantization.scale[0])) for t in ts)
+            va = mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 256, sa)
+            vb = mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 256, sb)
+            return [fn(va, vb)]
         if all(_is_real_quantized(ctx.in_tensor(i)) and ctx.in_tensor(i).type_name in ("INT8", "UINT8")
                for i in (0, 1)):
             a, b = round_half_away(a * _COMPARE_GRID), round_half_away(b * _COMPARE_GRID)
@@ -672,7 +773,7 @@ def _make_comparison(fn: Callable[[Any, Any], Any]) -> Callable[[Any], list[Any]
 
 
 for _name, _fn in _COMPARISONS.items():
-    register(_name)(_make_comparison(_fn))
+    register(_name)(_make_comparison(_name, _fn))
 
 
 # -- ops with options or parameters ---------------------------------------------------------------

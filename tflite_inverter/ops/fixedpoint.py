@@ -202,3 +202,84 @@ def q15_table(fn: str, ibits: int) -> np.ndarray:
     raw = np.arange(-32768, 32768, dtype=np.int64)
     out = _gemmlowp_logistic(raw, ibits) if fn == "logistic" else _gemmlowp_tanh(raw, ibits)
     return out.astype(np.float64)
+
+
+# -- int32 reciprocal and quantized DIV -------------------------------------------------------------------
+def srdhm_np(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int64 numpy arrays holding int32 values."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    ab = a * b
+    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    hi = np.sign(nudged) * (np.abs(nudged) // (1 << 31))
+    return np.where((a == I32_MIN) & (b == I32_MIN), I32_MAX, hi)
+
+
+def _wrap32(x: np.ndarray) -> np.ndarray:
+    return ((np.asarray(x, np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def count_leading_sign_bits_np(x: np.ndarray) -> np.ndarray:
+    """``CountLeadingSignBits`` (``kernels/internal/common.h``; GCC's ``__builtin_clrsb``) of int32
+    values: the redundant sign bits, ``clz(x) - 1`` for ``x >= 0`` (31 for 0), ``clz(2|x| - 1)`` for
+    negative ``x`` (0 for INT32_MIN)."""
+    x = np.asarray(x, np.int64)
+    mag = np.where(x >= 0, x, np.maximum(2 * np.abs(x) - 1, 0))
+    bits = np.zeros_like(mag)
+    for k in range(33):  # bit length, exactly
+        bits = np.where(mag >= (np.int64(1) << k), k + 1, bits)
+    return np.where(x == I32_MIN, 0, 32 - bits - 1 + (x < 0))
+
+
+def get_reciprocal_np(x: np.ndarray, integer_digits: int = 31) -> tuple[np.ndarray, np.ndarray]:
+    """``GetReciprocal(x, integer_digits, &shift)`` (``kernels/internal/common.h``) of positive int32
+    values: ``x`` normalised to [1, 2) (``x << clz(x)``), gemmlowp ``one_over_one_plus_x_for_x_in_0_1``
+    of its fraction (three Newton-Raphson steps in Q2.29 from ``48/17 - 32/17 d``), as a Q0.31 raw
+    value, and ``shift = integer_digits - clz(x)``."""
+    x = np.asarray(x, np.int64)
+    clz = count_leading_sign_bits_np(x) + 1  # x > 0: leading zeros
+    a = _wrap32((x << clz) - (1 << 31))
+    s = a + I32_MAX  # RoundingHalfSum(a, F0::One())
+    half = np.where(s >= 0, s + 1, s - 1)
+    half = np.sign(half) * (np.abs(half) // 2)
+    v = _wrap32(1515870810 + srdhm_np(half, -1010580540))
+    for _ in range(3):
+        one_minus = _wrap32((1 << 29) - srdhm_np(half, v))
+        v = _wrap32(v + np.clip(srdhm_np(v, one_minus) * 4, I32_MIN, I32_MAX))  # Rescale<2>: saturating x4
+    return np.clip(v * 2, I32_MIN, I32_MAX), integer_digits - clz  # ExactMulByPot<-1>, Rescale<0>
+
+
+def rounding_divide_by_pot_x86(x: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT`` on int32 values by per-element exponents ``e >= 0`` as the
+    x86 build evaluates it past 31 (undefined in C++): the mask is ``(1ll << e) - 1`` (64-bit)
+    truncated to int32, and the int32 arithmetic right shift takes ``e`` modulo 32. At ``e = 32`` the
+    mask is -1, the threshold -1, so a zero or positive ``x`` gains 1 (measured: 0 / q -> 1 LSB)."""
+    x, e = np.asarray(x, np.int64), np.asarray(e, np.int64)
+    mask = _wrap32((np.int64(1) << (e & 63)) - 1)
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> (e & 31)) + (_wrap32(x & mask) > threshold)
+
+
+def quantized_div_np(q1: np.ndarray, q2: np.ndarray, zp1: int, zp2: int, zp_out: int, mult: int, shift: int,
+                     lo: int, hi: int) -> np.ndarray:
+    """``reference_ops::DivElementwise`` (``kernels/internal/reference/div.h``) on integer codes."""
+    v1 = np.asarray(q1, np.int64) - zp1
+    v2 = np.asarray(q2, np.int64) - zp2
+    neg = v2 < 0
+    v1, v2 = np.where(neg, -v1, v1), np.where(neg, -v2, v2)
+    inv, recip_shift = get_reciprocal_np(np.maximum(v2, 1))
+    headroom = count_leading_sign_bits_np(v1)
+    unscaled = srdhm_np(_wrap32(v1 << headroom), inv)
+    total = shift - recip_shift - headroom
+    out = zp_out + rounding_divide_by_pot_x86(srdhm_np(unscaled, mult), -total)
+    return np.clip(out, lo, hi)
+
+
+def rounding_divide_by_pot_x86_t(x: Any, e: Any) -> Any:
+    """:func:`rounding_divide_by_pot_x86` on int64 tensors holding int32 values (``e >= 0``)."""
+    def wrap(v: Any) -> Any:
+        return tf.bitwise.bitwise_and(v + 2 ** 31, 0xFFFFFFFF) - 2 ** 31
+
+    mask = wrap(tf.bitwise.left_shift(tf.ones_like(x), tf.bitwise.bitwise_and(e, 63)) - 1)
+    threshold = tf.bitwise.right_shift(mask, 1) + tf.cast(x < 0, tf.int64)
+    return (tf.bitwise.right_shift(x, tf.bitwise.bitwise_and(e, 31))
+            + tf.cast(wrap(tf.bitwise.bitwise_and(x, mask)) > threshold, tf.int64))
