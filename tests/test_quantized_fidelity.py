@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tflite_inverter.model.reader import read_model
-from tflite_inverter.ops import hybrid
+from tflite_inverter.ops import integer_kernels
 
 from .conftest import CORPUS_DIR
 from .helpers import (
@@ -92,7 +92,7 @@ def test_legacy_uint8_network_is_bit_exact(seed):
 
 @pytest.mark.parametrize("subtract", [False, True])
 def test_xnnpack_add_helper_is_bit_exact(subtract):
-    """:func:`hybrid.add_integer` (for the ADD/SUB rebuilders) against the interpreter's int8 ADD/SUB."""
+    """:func:`integer_kernels.add_integer` (for the ADD/SUB rebuilders) against the interpreter's int8 ADD/SUB."""
     specs = [S([4, 300], F32), S([4, 300], F32)]
     cal = [[np.random.default_rng(i).uniform(-1, 1, [4, 300]), np.random.default_rng(i + 50).uniform(-3, 3, [4, 300])]
            for i in range(8)]
@@ -108,7 +108,7 @@ def test_xnnpack_add_helper_is_bit_exact(subtract):
         zp, scale = np.float32(t.quantization.zero_point[0]), np.float32(t.quantization.scale[0])
         return tf.constant((q.astype(np.float32) - zp) * scale)
 
-    y = hybrid.add_integer(real(qa, a_t), real(qb, b_t), a_t, b_t, y_t, subtract=subtract).numpy()
+    y = integer_kernels.add_integer(real(qa, a_t), real(qb, b_t), a_t, b_t, y_t, subtract=subtract).numpy()
     got = np.round(y / y_t.quantization.scale[0]) + y_t.quantization.zero_point[0]
     np.testing.assert_array_equal(got, ref)
 

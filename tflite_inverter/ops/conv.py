@@ -15,12 +15,12 @@ Every linear op goes through :func:`_linear`, which picks one of three computati
 * hybrid (faithful mode, float input with constant int8 weights): the kernel's on-the-fly input
   quantization, exact integer accumulation and rescale.
 
-The arithmetic is in :mod:`.hybrid`. It follows the default CPU interpreter, which hands 8-bit and
+The arithmetic is in :mod:`.integer_kernels`. It follows the default CPU interpreter, which hands 8-bit and
 hybrid conv/fully-connected/transpose-conv/matmul kernels to XNNPACK; where TFLite's builtin kernels
 compute differently (fixed-point requantization, symmetric hybrid inputs, double-precision input
 scales), XNNPACK's answer is reproduced. Its hybrid (qd8) kernels quantize the input per image (per
 pixel for a 1x1 stride-1 conv, per row for fully-connected/matmul) with XNNPACK's float32 parameters
-(:func:`hybrid.quantize_rows_xnnpack`), sum exactly and scale as ``fma(float(acc) * input_scale,
+(:func:`integer_kernels.quantize_rows_xnnpack`), sum exactly and scale as ``fma(float(acc) * input_scale,
 weight_scale, bias)`` (:func:`_qd8_rescale`): bit-exact against the default interpreter. Hybrid
 depthwise runs TFLite's builtin kernel (within float32 ulps).
 """
@@ -34,7 +34,7 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph, Tensor
-from . import hybrid
+from . import integer_kernels
 from .common import check_activation, check_padding, constant_pad, same_padding_amounts, tf_padding
 from .context import OpContext
 from .registry import register
@@ -56,7 +56,7 @@ def _conv_check(op: Operator, sg: Subgraph) -> list[str]:
 # -- the three computations -------------------------------------------------------------------------
 def _per_channel_scale(t: Tensor, qdim: int, shape: list[int]) -> np.ndarray | None:
     """Weight scales reshaped to broadcast over the TF-layout weight (``None``: not along ``qdim``)."""
-    s = hybrid.safe_scale(t.quantization.scale)
+    s = integer_kernels.safe_scale(t.quantization.scale)
     if s.size == 1:
         return s.reshape(())
     if t.quantization.quantized_dimension != qdim:
@@ -78,11 +78,11 @@ def _linear(ctx: OpContext, lin: Lin, w: Any, *, x_index: int = 0, w_index: int 
     quantized together by a hybrid kernel (``None``: the op has no hybrid kernel); ``x`` overrides
     input ``x_index`` (e.g. already flattened); ``plain_add`` adds the bias with ``+`` rather than
     BiasAdd (grappler fuses Conv2D+BiasAdd into a kernel without grouped convolution); ``wide``
-    selects the 16x8 kernel's requantization (fixed point, :func:`hybrid.requantize_fixed`; ``False``:
-    the fully-connected kernel's double-precision rescale, :func:`hybrid.requantize_double`); ``xnnpack``
+    selects the 16x8 kernel's requantization (fixed point, :func:`integer_kernels.requantize_fixed`; ``False``:
+    the fully-connected kernel's double-precision rescale, :func:`integer_kernels.requantize_double`); ``xnnpack``
     says whether the default interpreter delegates the op's hybrid kernel to XNNPACK's dynamically
-    quantized (qd8) kernels (:func:`hybrid.quantize_rows_xnnpack`, :func:`_qd8_rescale`) or runs
-    TFLite's builtin one (:func:`hybrid.quantize_rows`, :func:`hybrid.rescale`).
+    quantized (qd8) kernels (:func:`integer_kernels.quantize_rows_xnnpack`, :func:`_qd8_rescale`) or runs
+    TFLite's builtin one (:func:`integer_kernels.quantize_rows`, :func:`integer_kernels.rescale`).
     """
     x = ctx.input(x_index) if x is None else x
     x_t, w_t, y_t = ctx.in_tensor(x_index), ctx.in_tensor(w_index), ctx.out_tensor(0)
@@ -92,25 +92,25 @@ def _linear(ctx: OpContext, lin: Lin, w: Any, *, x_index: int = 0, w_index: int 
     w_scale = None
     if faithful and w_t is not None and w_t.is_constant and w_t.is_quantized:
         w_scale = _per_channel_scale(w_t, qdim, w_scale_shape or [-1])
-    eight = hybrid.is_q8(x_t, True) and hybrid.is_q8(w_t) and hybrid.is_q8(y_t, True)
-    sixteen = hybrid.is_q16(x_t) and w_t is not None and w_t.type_name == "INT8" and hybrid.is_q16(y_t)
-    if (w_scale is not None and act in hybrid.CLAMP_ACTIVATIONS and (eight or sixteen)
+    eight = integer_kernels.is_q8(x_t, True) and integer_kernels.is_q8(w_t) and integer_kernels.is_q8(y_t, True)
+    sixteen = integer_kernels.is_q16(x_t) and w_t is not None and w_t.type_name == "INT8" and integer_kernels.is_q16(y_t)
+    if (w_scale is not None and act in integer_kernels.CLAMP_ACTIVATIONS and (eight or sixteen)
             and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
         return [_integer(ctx, lin, w, w_scale, x, x_t, w_t, y_t, b_index, act, wide)]
-    if (faithful and eight and w_t is not None and not w_t.is_constant and hybrid.is_q8(w_t, True)
-            and act in hybrid.CLAMP_ACTIVATIONS and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
-        return [_integer(ctx, lin, w, hybrid.safe_scale(w_t.quantization.scale).reshape(()), x, x_t, w_t, y_t,
+    if (faithful and eight and w_t is not None and not w_t.is_constant and integer_kernels.is_q8(w_t, True)
+            and act in integer_kernels.CLAMP_ACTIVATIONS and (b_t is None or (b_t.is_constant and b_t.is_quantized))):
+        return [_integer(ctx, lin, w, integer_kernels.safe_scale(w_t.quantization.scale).reshape(()), x, x_t, w_t, y_t,
                          b_index, act, wide, builtin=True)]
-    if w_scale is not None and row_axes is not None and hybrid.is_hybrid(x_t, w_t):
+    if w_scale is not None and row_axes is not None and integer_kernels.is_hybrid(x_t, w_t):
         if xnnpack:
-            xq, row_scale = hybrid.quantize_rows_xnnpack(x, row_axes)
+            xq, row_scale = integer_kernels.quantize_rows_xnnpack(x, row_axes)
         else:
-            xq, row_scale = hybrid.quantize_rows(x, row_axes, half_even=False)
-        acc = lin(xq, hybrid.to_int(w, tf.constant(w_scale)))
+            xq, row_scale = integer_kernels.quantize_rows(x, row_axes, half_even=False)
+        acc = lin(xq, integer_kernels.to_int(w, tf.constant(w_scale)))
         if xnnpack:
             return [ctx.activation(_qd8_rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]),
                                                 _bias_value(ctx, b_index)))]
-        y = hybrid.rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]))
+        y = integer_kernels.rescale(acc, row_scale, np.reshape(w_t.quantization.scale, [-1]))
         return [ctx.activation(_add_bias(y, _bias_value(ctx, b_index), plain_add))]
     y = lin(x, tf.cast(w, x.dtype))
     return [ctx.activation(_add_bias(y, _bias_value(ctx, b_index), plain_add))]
@@ -121,26 +121,26 @@ def _integer(ctx: OpContext, lin: Lin, w: Any, w_scale: np.ndarray, x: Any, x_t:
     """Exact integer accumulator (bias included), then XNNPACK's float requantization (8-bit), the
     builtin kernel's fixed-point one (8-bit with run-time weights, ``builtin``) or the 16x8 one."""
     in_scale = float(x_t.quantization.scale[0])
-    acc = lin(hybrid.to_int(x, in_scale), hybrid.to_int(w, tf.constant(w_scale)))
+    acc = lin(integer_kernels.to_int(x, in_scale), integer_kernels.to_int(w, tf.constant(w_scale)))
     if b_index is not None and ctx.has_input(b_index):
-        acc = acc + hybrid.exact_bias(ctx, b_index)
+        acc = acc + integer_kernels.exact_bias(ctx, b_index)
     w_scales = np.reshape(w_t.quantization.scale, [-1])
     if y_t.type_name == "INT16":
         if not wide:
-            return hybrid.requantize_double(acc, in_scale, w_scales, y_t, act)
-        return hybrid.requantize_fixed(acc, in_scale, w_scales, y_t, act, wide)
+            return integer_kernels.requantize_double(acc, in_scale, w_scales, y_t, act)
+        return integer_kernels.requantize_fixed(acc, in_scale, w_scales, y_t, act, wide)
     if builtin:
         gemm = ctx.op.name in ("CONV_2D", "FULLY_CONNECTED")
-        return hybrid.requantize_builtin(acc, in_scale, float(w_scales[0]), y_t, act, gemm)
-    scale = hybrid.requant_scale(in_scale, w_scales, float(y_t.quantization.scale[0]))
-    return hybrid.requantize(acc, scale, y_t, act)
+        return integer_kernels.requantize_builtin(acc, in_scale, float(w_scales[0]), y_t, act, gemm)
+    scale = integer_kernels.requant_scale(in_scale, w_scales, float(y_t.quantization.scale[0]))
+    return integer_kernels.requantize(acc, scale, y_t, act)
 
 
 def _qd8_rescale(acc: Any, row_scale: Any, w_scale: np.ndarray, b: Any) -> Any:
     """XNNPACK's dynamically quantized (qd8) output stage: ``fma(float(acc) * row_scale,
     weight_scale, bias)``: the input scale first, then the per-channel weight scale fused with the
     bias add (one rounding, emulated in float64), unlike TFLite's builtin hybrid kernels
-    (``acc * (row_scale * weight_scale)``, :func:`hybrid.rescale`)."""
+    (``acc * (row_scale * weight_scale)``, :func:`integer_kernels.rescale`)."""
     # float64 from here on: a float32 product is exact in float64 (so rounding it to float32 is the
     # float32 multiply), and grappler cannot re-associate the two multiplications across the cast.
     y = tf.cast(tf.cast(acc, tf.float32) * row_scale, tf.float64) * tf.constant(np.asarray(w_scale, np.float64))
@@ -265,7 +265,7 @@ def transpose_conv(ctx: OpContext) -> list[Any]:
 
     cout = ctx.in_tensor(1).shape[0]
     # Hybrid (float input, int8 weights): the default interpreter's XNNPACK deconvolution quantizes
-    # the input per image (hybrid.quantize_rows_xnnpack) and rescales as _qd8_rescale says.
+    # the input per image (integer_kernels.quantize_rows_xnnpack) and rescales as _qd8_rescale says.
     return _linear(ctx, lin, w, x_index=2, b_index=3, w_scale_shape=[1, 1, cout, 1], qdim=0, row_axes=[1, 2, 3])
 
 
@@ -361,11 +361,11 @@ def batch_matmul(ctx: OpContext) -> list[Any]:
     def lin(a: Any, b: Any) -> Any:
         return tf.linalg.matmul(a, b, adjoint_a=adj_x, adjoint_b=adj_y)
 
-    if (ctx.builder.options.fake_quant and hybrid.is_q8(x_t, True) and hybrid.is_q8(y_t, True)
-            and hybrid.is_q8(ctx.out_tensor(0), True)):
+    if (ctx.builder.options.fake_quant and integer_kernels.is_q8(x_t, True) and integer_kernels.is_q8(y_t, True)
+            and integer_kernels.is_q8(ctx.out_tensor(0), True)):
         return [_bmm_integer(ctx, lin, y, x_t, y_t)]
-    if (ctx.builder.options.fake_quant and hybrid.is_q16(x_t) and hybrid.is_q16(y_t)
-            and hybrid.is_q16(ctx.out_tensor(0))):
+    if (ctx.builder.options.fake_quant and integer_kernels.is_q16(x_t) and integer_kernels.is_q16(y_t)
+            and integer_kernels.is_q16(ctx.out_tensor(0))):
         return [_bmm_integer(ctx, lin, y, x_t, y_t)]
     # Per-channel RHS scales run along the output (N) axis.
     shape = [1] * rank
@@ -377,9 +377,9 @@ def batch_matmul(ctx: OpContext) -> list[Any]:
 def _bmm_integer(ctx: OpContext, lin: Lin, y: Any, x_t: Tensor, y_t: Tensor) -> Any:
     """Both operands quantized per tensor (neither has to be constant)."""
     sx, sy = float(x_t.quantization.scale[0]), float(y_t.quantization.scale[0])
-    acc = lin(hybrid.to_int(ctx.input(0), sx), hybrid.to_int(y, sy))
+    acc = lin(integer_kernels.to_int(ctx.input(0), sx), integer_kernels.to_int(y, sy))
     out = ctx.out_tensor(0)
     if out.type_name == "INT16":
-        return hybrid.requantize_fixed(acc, sx, np.float32(sy), out, "NONE", WIDE_BMM)
-    return hybrid.requantize(acc, hybrid.requant_scale(sx, np.float32(sy), float(out.quantization.scale[0])),
+        return integer_kernels.requantize_fixed(acc, sx, np.float32(sy), out, "NONE", WIDE_BMM)
+    return integer_kernels.requantize(acc, integer_kernels.requant_scale(sx, np.float32(sy), float(out.quantization.scale[0])),
                              out, "NONE")

@@ -80,7 +80,7 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
-from . import hybrid
+from . import integer_kernels
 from .common import check_activation, integer_range, raw_codes, round_half_away
 from .context import OpContext, is_real_quantized
 from .fixedpoint import (
@@ -137,14 +137,14 @@ def _integer_add(ctx: OpContext, subtract: bool) -> Any | None:
     followed by rounding differs by one LSB now and then, and deep residual nets amplify that)."""
     a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
     act = ctx.options.get("fused_activation_function", "NONE")
-    if (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
-            and all(hybrid.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t))
+    if (ctx.builder.options.fake_quant and act in integer_kernels.CLAMP_ACTIVATIONS
+            and all(integer_kernels.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t))
             and all(2.0 ** -10 <= t.quantization.scale[0] / y_t.quantization.scale[0] < 2.0 ** 8 for t in (a_t, b_t))):
         # XNNPACK takes the op only for input/output scale ratios in [2^-10, 2^8); outside that range
         # (e.g. dead tensors with scales near 1e-35) the interpreter runs the built-in kernel.
-        return hybrid.add_integer(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract=subtract)
-    if (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
-            and all(hybrid.is_q16(t) for t in (a_t, b_t, y_t))
+        return integer_kernels.add_integer(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract=subtract)
+    if (ctx.builder.options.fake_quant and act in integer_kernels.CLAMP_ACTIVATIONS
+            and all(integer_kernels.is_q16(t) for t in (a_t, b_t, y_t))
             and all(float(t.quantization.scale[0]) > 0 for t in (a_t, b_t, y_t))):
         if not (ctx.options.get("pot_scale_int16", True) and all(_pot_scale(t) for t in (a_t, b_t, y_t))):
             return _add_int16_general(ctx.input(0), ctx.input(1), a_t, b_t, y_t, act, subtract)
@@ -170,9 +170,9 @@ def _add_int16_pot(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, subtr
     ka, kb = (int(np.round(np.log2(so))) - int(np.round(np.log2(s))) for s in (sa, sb))  # right shifts
     qa, qb = rounding_divide_by_pot(qa, ka), rounding_divide_by_pot(qb, kb)
     raw = tf.clip_by_value(qa - qb if subtract else qa + qb, -32768, 32767)
-    lo, hi = hybrid.clamp_range(y_t, act)
+    lo, hi = integer_kernels.clamp_range(y_t, act)
     q = tf.clip_by_value(tf.cast(raw, tf.float32), lo, hi)
-    return hybrid.ste(a - b if subtract else a + b, q * so)
+    return integer_kernels.ste(a - b if subtract else a + b, q * so)
 
 
 def _add_int16_general(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, subtract: bool) -> Any:
@@ -190,9 +190,9 @@ def _add_int16_general(a: Any, b: Any, a_t: Any, b_t: Any, y_t: Any, act: str, s
     sb_ = mbqm_double(qb, *quantize_multiplier(sb / twice))
     raw = sa_ - sb_ if subtract else sa_ + sb_
     q = mbqm_double(raw, *quantize_multiplier(twice / (2 ** 15 * so)))
-    lo, hi = hybrid.clamp_range(y_t, act)
+    lo, hi = integer_kernels.clamp_range(y_t, act)
     q = tf.clip_by_value(tf.cast(q, tf.float32), lo, hi)
-    return hybrid.ste(a - b if subtract else a + b, q * so)
+    return integer_kernels.ste(a - b if subtract else a + b, q * so)
 
 
 @register("ADD", check=_act_check)
@@ -212,19 +212,19 @@ def _integer_mul(ctx: OpContext) -> Any | None:
 
     The product ``(qa - za) * (qb - zb)`` is an exact integer. 8-bit: the default interpreter hands
     MUL to XNNPACK when ``float32(float32(s_a * s_b) / s_y)`` lies in [2**-16, 2**8) (its delegate's
-    range check), which requantizes in float32 and rounds half to even (:func:`.hybrid.requantize`);
+    range check), which requantizes in float32 and rounds half to even (:func:`.integer_kernels.requantize`);
     outside it, and for int16, the builtin kernel's ``MultiplyByQuantizedMultiplier`` with the
-    multiplier of ``s_a * s_b / s_y`` (:func:`.hybrid.requantize_fixed`, int32 form). Not
+    multiplier of ``s_a * s_b / s_y`` (:func:`.integer_kernels.requantize_fixed`, int32 form). Not
     reproduced: int16 operands whose product, rescaled by ``s_a * s_b / s_y >= 1``, leaves int32 inside
     the kernel (it returns garbage, measured; models have ``s_y >= s_a * s_b``).
     """
     a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
     act = ctx.options.get("fused_activation_function", "NONE")
-    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS):
+    if not (ctx.builder.options.fake_quant and act in integer_kernels.CLAMP_ACTIVATIONS):
         return None
-    eight = all(hybrid.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t)) and len({t.type_name for t in
+    eight = all(integer_kernels.is_q8(t, per_tensor=True) for t in (a_t, b_t, y_t)) and len({t.type_name for t in
                                                                                    (a_t, b_t, y_t)}) == 1
-    sixteen = all(hybrid.is_q16(t) for t in (a_t, b_t, y_t))
+    sixteen = all(integer_kernels.is_q16(t) for t in (a_t, b_t, y_t))
     if not (eight or sixteen):
         return None
     sa, sb = float(a_t.quantization.scale[0]), float(b_t.quantization.scale[0])
@@ -232,16 +232,16 @@ def _integer_mul(ctx: OpContext) -> Any | None:
         return None
     a, b = ctx.input(0), ctx.input(1)
     acc = tf.cast(tf.round(a / sa), tf.float64) * tf.cast(tf.round(b / sb), tf.float64)
-    scale = hybrid.requant_scale(sa, np.float32(sb), float(y_t.quantization.scale[0]))
+    scale = integer_kernels.requant_scale(sa, np.float32(sb), float(y_t.quantization.scale[0]))
     if eight and 2.0 ** -16 <= float(scale) < 2.0 ** 8:
-        exact = hybrid.requantize(acc, scale, y_t, act)
+        exact = integer_kernels.requantize(acc, scale, y_t, act)
     else:
-        exact = hybrid.requantize_fixed(acc, sa, np.array([sb]), y_t, act, wide=False)
+        exact = integer_kernels.requantize_fixed(acc, sa, np.array([sb]), y_t, act, wide=False)
     # The float product only carries the gradient; clamped to the output's range, or its cancellation
     # against a far larger product loses the exact value's low bits in float32.
-    lo, hi = hybrid.clamp_range(y_t, act)
+    lo, hi = integer_kernels.clamp_range(y_t, act)
     s_y = float(y_t.quantization.scale[0])
-    return hybrid.ste(tf.clip_by_value(a * b, lo * s_y, hi * s_y), exact)
+    return integer_kernels.ste(tf.clip_by_value(a * b, lo * s_y, hi * s_y), exact)
 
 
 @register("MUL", check=_act_check)
@@ -290,7 +290,7 @@ def _integer_div(ctx: OpContext) -> Any | None:
     a_t, b_t, y_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
     act = ctx.options.get("fused_activation_function", "NONE")
     ts = (a_t, b_t, y_t)
-    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS
+    if not (ctx.builder.options.fake_quant and act in integer_kernels.CLAMP_ACTIVATIONS
             and all(_is_real_quantized(t) and t.type_name in ("INT8", "UINT8", "INT16")
                     and not t.quantization.per_channel for t in ts)
             and len({t.type_name for t in ts}) == 1):
@@ -309,17 +309,17 @@ def _integer_div(ctx: OpContext) -> Any | None:
     v1_all = np.arange(-span, span + 1, dtype=np.int64)
     headroom_tab = tf.constant(count_leading_sign_bits_np(v1_all), tf.int64)
     a, b = ctx.input(0), ctx.input(1)
-    v1 = tf.cast(hybrid.to_int(a, sa), tf.int64)
-    i2 = tf.cast(hybrid.to_int(b, sb), tf.int64) + (z2 - lo_t)
+    v1 = tf.cast(integer_kernels.to_int(a, sa), tf.int64)
+    i2 = tf.cast(integer_kernels.to_int(b, sb), tf.int64) + (z2 - lo_t)
     v1 = v1 * tf.gather(tf.constant(sign, tf.int64), i2)
     headroom = tf.gather(headroom_tab, v1 + span)
     unscaled = srdhm(v1 * tf.bitwise.left_shift(tf.ones_like(v1), headroom), tf.gather(tf.constant(inv), i2))
     e = tf.gather(tf.constant(rshift), i2) + headroom - shift
     v1 = v1 + 0 * e  # broadcast to the output shape
     r = rounding_divide_by_pot_x86_t(srdhm(unscaled, tf.constant(mult, tf.int64)), e + 0 * v1)
-    lo, hi = hybrid.clamp_range(y_t, act)
+    lo, hi = integer_kernels.clamp_range(y_t, act)
     exact = tf.cast(tf.clip_by_value(tf.cast(r, tf.float64), lo, hi), tf.float32) * so
-    return hybrid.ste(tf.clip_by_value(a / b, lo * so, hi * so), exact)
+    return integer_kernels.ste(tf.clip_by_value(a / b, lo * so, hi * so), exact)
 
 
 @register("DIV", check=_div_check)
@@ -569,7 +569,7 @@ def _int16_lut_op(ctx: OpContext, name: str) -> Any | None:
     """Faithful int16 (zero points 0) EXP / LOG / RSQRT / GELU: the builtin kernels' interpolated
     513-entry table (:func:`int16_lut_codes`), looked up per input code; ``None`` otherwise."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and hybrid.is_q16(out_t)
+    if not (ctx.builder.options.fake_quant and integer_kernels.is_q16(in_t) and integer_kernels.is_q16(out_t)
             and not in_t.quantization.zero_point.any() and not out_t.quantization.zero_point.any()):
         return None
     s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
@@ -592,7 +592,7 @@ def _int16_lut_op(ctx: OpContext, name: str) -> Any | None:
     # sum ``y + (exact - y)`` stays exact in float32
     y_float = tf.where(tf.math.is_finite(y_float), y_float, tf.zeros_like(y_float))
     y_float = tf.clip_by_value(y_float, -32768.0 * s_out, 32767.0 * s_out)
-    return hybrid.ste(y_float, tf.gather(codes, q) * float(np.float32(s_out)))
+    return integer_kernels.ste(y_float, tf.gather(codes, q) * float(np.float32(s_out)))
 
 
 def _make_lut_unary(name: str, fn: Callable[[Any], Any]) -> Callable[[Any], list[Any]]:
@@ -686,20 +686,20 @@ def squared_difference(ctx: OpContext) -> list[Any]:
     rounding shift) as ai_edge_litert is built: measured, single rounding is 1 LSB off."""
     a, b = ctx.input(0), ctx.input(1)
     ts = (ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0))
-    if not (ctx.builder.options.fake_quant and all(hybrid.is_q8(t, per_tensor=True) and t.type_name == "INT8"
+    if not (ctx.builder.options.fake_quant and all(integer_kernels.is_q8(t, per_tensor=True) and t.type_name == "INT8"
                                                    for t in ts)):
         return [tf.math.squared_difference(a, b)]
     sa, sb, so = (float(t.quantization.scale[0]) for t in ts)
     if sa == 0 or sb == 0 or so == 0:
         return [tf.math.squared_difference(a, b)]
     m = 2.0 * max(sa, sb)
-    da = mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 128, sa / m)
-    db = mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 128, sb / m)
+    da = mbqm(tf.cast(integer_kernels.to_int(a, sa), tf.int64) * 128, sa / m)
+    db = mbqm(tf.cast(integer_kernels.to_int(b, sb), tf.int64) * 128, sb / m)
     r = tf.cast(mbqm(tf.square(da - db), m * m / (2.0 ** 14 * so)), tf.float64)
     zo = float(ts[2].quantization.zero_point[0])
     y = tf.cast(tf.clip_by_value(r, -128.0 - zo, 127.0 - zo), tf.float32) * so
     approx = tf.clip_by_value(tf.math.squared_difference(a, b), (-128.0 - zo) * so, (127.0 - zo) * so)
-    return [hybrid.ste(approx, y)]
+    return [integer_kernels.ste(approx, y)]
 
 
 def _raw_operands(ctx: OpContext) -> tuple[Any, Any]:
@@ -761,8 +761,8 @@ def _make_comparison(name: str, fn: Callable[[Any, Any], Any]) -> Callable[[Any]
             if name not in _INT16_SCALED:
                 return [fn(_to_codes(a, ts[0]), _to_codes(b, ts[1]))]
             sa, sb = (float(np.float32(t.quantization.scale[0])) for t in ts)
-            va = mbqm(tf.cast(hybrid.to_int(a, sa), tf.int64) * 256, sa)
-            vb = mbqm(tf.cast(hybrid.to_int(b, sb), tf.int64) * 256, sb)
+            va = mbqm(tf.cast(integer_kernels.to_int(a, sa), tf.int64) * 256, sa)
+            vb = mbqm(tf.cast(integer_kernels.to_int(b, sb), tf.int64) * 256, sb)
             return [fn(va, vb)]
         if all(_is_real_quantized(ctx.in_tensor(i)) and ctx.in_tensor(i).type_name in ("INT8", "UINT8")
                for i in (0, 1)):
@@ -789,14 +789,14 @@ def leaky_relu(ctx: OpContext) -> list[Any]:
     x = ctx.input(0)
     y = tf.nn.leaky_relu(x, alpha=alpha)
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and (hybrid.is_q16(in_t) or hybrid.is_q8(in_t, True))
+    if not (ctx.builder.options.fake_quant and (integer_kernels.is_q16(in_t) or integer_kernels.is_q8(in_t, True))
             and out_t.type_name == in_t.type_name
             and out_t.quantization.scale.size == 1):
         return [y]
     lo, hi = integer_range(in_t.type_name)
     codes = tf.clip_by_value(_to_codes(x, in_t), lo, hi)
     r = tf.gather(tf.constant(leaky_relu_table(in_t, out_t, alpha)), tf.cast(codes - lo, tf.int32))
-    return [hybrid.ste(y, _from_codes(r, out_t))]
+    return [integer_kernels.ste(y, _from_codes(r, out_t))]
 
 
 def _prelu_check(op: Operator, sg: Subgraph) -> list[str]:
@@ -841,8 +841,8 @@ def _exact_prelu(ctx: OpContext, x: Any, alpha: Any, y_float: Any) -> Any | None
     (PreluPrepare: float products), double rounding, clamped."""
 
     in_t, a_t, out_t = ctx.in_tensor(0), ctx.in_tensor(1), ctx.out_tensor(0)
-    ok8 = hybrid.is_q8(in_t, True) and a_t.type_name == in_t.type_name
-    ok16 = hybrid.is_q16(in_t) and a_t.type_name == "INT8"
+    ok8 = integer_kernels.is_q8(in_t, True) and a_t.type_name == in_t.type_name
+    ok16 = integer_kernels.is_q16(in_t) and a_t.type_name == "INT8"
     if not (ctx.builder.options.fake_quant and (ok8 or ok16) and out_t.type_name == in_t.type_name
             and out_t.quantization.scale.size == 1 and a_t.quantization.scale.size == 1):
         return None
@@ -853,7 +853,7 @@ def _exact_prelu(ctx: OpContext, x: Any, alpha: Any, y_float: Any) -> Any | None
     neg = mbqm_double(q * a, *quantize_multiplier(float(s_in * s_a / s_out)))
     r = tf.where(q >= 0, pos, neg) + int(out_t.quantization.zero_point[0])
     r = tf.clip_by_value(tf.cast(r, tf.float32), *integer_range(out_t.type_name))
-    return hybrid.ste(y_float, _from_codes(r, out_t))
+    return integer_kernels.ste(y_float, _from_codes(r, out_t))
 
 
 def _prelu_alpha_shape(alpha_shape: tuple[int, ...], x_rank: int) -> list[int] | None:
@@ -950,13 +950,13 @@ def hard_swish_table(in_t: Any, out_t: Any) -> np.ndarray:
 
 def _exact_hard_swish(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and hybrid.is_q8(out_t, True)
+    if not (ctx.builder.options.fake_quant and integer_kernels.is_q8(in_t, True) and integer_kernels.is_q8(out_t, True)
             and in_t.type_name == out_t.type_name):
         return None
     lo, hi = integer_range(in_t.type_name)
     codes = tf.clip_by_value(_to_codes(x, in_t), lo, hi)
     r = tf.gather(tf.constant(hard_swish_table(in_t, out_t)), tf.cast(codes - lo, tf.int32))
-    return hybrid.ste(y_float, _from_codes(r, out_t))
+    return integer_kernels.ste(y_float, _from_codes(r, out_t))
 
 
 @register("HARD_SWISH")
@@ -1020,14 +1020,14 @@ def relu_table(in_t: Any, out_t: Any, lo_real: float | None, hi_real: float | No
 def _exact_relu(ctx: OpContext, x: Any, y_float: Any, lo_real: float | None, hi_real: float | None,
                 magnitude: bool = False) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    ok = hybrid.is_q8(in_t, True) or hybrid.is_q16(in_t)
+    ok = integer_kernels.is_q8(in_t, True) or integer_kernels.is_q16(in_t)
     if not (ctx.builder.options.fake_quant and ok and in_t.type_name == out_t.type_name
             and out_t.quantization.scale.size == 1):
         return None
     lo, _ = integer_range(in_t.type_name)
     codes = tf.clip_by_value(_to_codes(x, in_t), lo, integer_range(in_t.type_name)[1])
     r = tf.gather(tf.constant(relu_table(in_t, out_t, lo_real, hi_real, magnitude)), tf.cast(codes - lo, tf.int32))
-    return hybrid.ste(y_float, _from_codes(r, out_t))
+    return integer_kernels.ste(y_float, _from_codes(r, out_t))
 
 
 @register("ABS")

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
-from . import hybrid
+from . import integer_kernels
 from .common import check_activation, integer_range, round_half_away
 from .context import OpContext
 from .fixedpoint import I32_MAX, I32_MIN, mbqm, rounding_divide_by_pot_t, srdhm
@@ -51,7 +51,7 @@ def _softmax_table(in_scale: float, beta: float) -> np.ndarray:
 
 def _exact_softmax(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | None:
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and out_t.is_quantized
+    if not (ctx.builder.options.fake_quant and integer_kernels.is_q8(in_t, True) and out_t.is_quantized
             and out_t.type_name in ("INT8", "UINT8", "INT16") and out_t.quantization.scale.size == 1):
         return None
     s_in = float(in_t.quantization.scale[0])
@@ -63,7 +63,7 @@ def _exact_softmax(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | N
     q = tf.clip_by_value(tf.round(x / s_in) + float(in_t.quantization.zero_point[0]), lo_in, hi_in)
     d = tf.clip_by_value(tf.cast(tf.reduce_max(q, -1, keepdims=True) - q, tf.int32), 0, 255)
     e = tf.gather(tf.constant(_softmax_table(s_in, beta)), d)
-    inv = hybrid.reciprocal(tf.reduce_sum(e, -1, keepdims=True) * s_out)
+    inv = integer_kernels.reciprocal(tf.reduce_sum(e, -1, keepdims=True) * s_out)
     p = e * inv
     # x86 builds round uint8 probabilities as (int)(p + 0.5f); the others use std::round.
     r = tf.floor(p + 0.5) if out_t.type_name == "UINT8" else round_half_away(p)
@@ -71,7 +71,7 @@ def _exact_softmax(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | N
     r = tf.clip_by_value(r + zp_out, lo, hi) - zp_out
     # The float softmax only carries the gradient; it is NaN where x overflowed (inf - inf).
     y_float = tf.where(tf.math.is_nan(y_float), tf.zeros_like(y_float), y_float)
-    return hybrid.ste(y_float, r * s_out)
+    return integer_kernels.ste(y_float, r * s_out)
 
 
 def _round_away(v: float) -> float:
@@ -116,7 +116,7 @@ _R16 = 65535.0  # int16 max - min, the tables' input spacing
 def _softmax_int16(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | None:
     """The int16 -> int16 kernel exactly (module doc), or ``None`` when the op is not one."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and hybrid.is_q16(in_t) and hybrid.is_q16(out_t)
+    if not (ctx.builder.options.fake_quant and integer_kernels.is_q16(in_t) and integer_kernels.is_q16(out_t)
             and int(in_t.quantization.zero_point[0]) == 0 and int(out_t.quantization.zero_point[0]) == 0):
         return None
     s_in, s_out = float(in_t.quantization.scale[0]), float(out_t.quantization.scale[0])
@@ -138,7 +138,7 @@ def _softmax_int16(ctx: OpContext, x: Any, beta: float, y_float: Any) -> Any | N
     r = tf.math.floordiv(e * recip + tf.bitwise.left_shift(one, right - 1), tf.bitwise.left_shift(one, right))
     r = tf.cast(tf.clip_by_value(r, 0, 32767), tf.float32)
     y_float = tf.where(tf.math.is_nan(y_float), tf.zeros_like(y_float), y_float)
-    return hybrid.ste(y_float, r * s_out)
+    return integer_kernels.ste(y_float, r * s_out)
 
 
 @register("SOFTMAX")
@@ -210,7 +210,7 @@ def _exact_l2(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     uint8: ``128 + MultiplyByQuantizedMultiplierSmallerThanOneExp(128 * diff, m, shift)`` clamped to
     [0, 255]. The output scale is 1/128 (zero point 0 / 128), as the kernel requires."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
-    if not (ctx.builder.options.fake_quant and hybrid.is_q8(in_t, True) and hybrid.is_q8(out_t, True)
+    if not (ctx.builder.options.fake_quant and integer_kernels.is_q8(in_t, True) and integer_kernels.is_q8(out_t, True)
             and in_t.type_name == out_t.type_name):
         return None
     s_in = float(in_t.quantization.scale[0])
@@ -226,7 +226,7 @@ def _exact_l2(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
         q = 128 + rounding_divide_by_pot_t(srdhm(128 * diff, mult), tf.maximum(-shift, 0))
         q = tf.clip_by_value(q, 0, 255)
     s_out, zp_out = float(out_t.quantization.scale[0]), float(out_t.quantization.zero_point[0])
-    return hybrid.ste(y_float, (tf.cast(q, tf.float32) - zp_out) * s_out)
+    return integer_kernels.ste(y_float, (tf.cast(q, tf.float32) - zp_out) * s_out)
 
 
 @register("L2_NORMALIZATION", check=_l2_check)

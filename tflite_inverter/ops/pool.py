@@ -21,7 +21,7 @@ from typing import Any
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
-from . import hybrid
+from . import integer_kernels
 from .common import check_activation, check_padding, raw_codes, tf_padding
 from .context import OpContext
 from .registry import register
@@ -43,7 +43,7 @@ def _exact_average(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     for a float pool."""
     in_t, out_t = ctx.in_tensor(0), ctx.out_tensor(0)
     act = ctx.options.get("fused_activation_function", "NONE")
-    if not (ctx.builder.options.fake_quant and act in hybrid.CLAMP_ACTIVATIONS):
+    if not (ctx.builder.options.fake_quant and act in integer_kernels.CLAMP_ACTIVATIONS):
         return None
     if not (in_t.is_quantized and out_t.is_quantized and in_t.type_name == out_t.type_name
             and in_t.type_name in ("INT8", "UINT8", "INT16")):
@@ -68,9 +68,9 @@ def _exact_average(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     total, count = tf.cast(tf.round(total), tf.int32), tf.cast(tf.round(count), tf.int32)
     q = tf.sign(total) * ((tf.abs(total) + count // 2) // count)
     q = tf.cast(q, tf.float32)
-    lo, hi = hybrid.clamp_range(out_t, act)
+    lo, hi = integer_kernels.clamp_range(out_t, act)
     q = tf.clip_by_value(q - out_zp, lo, hi)
-    return hybrid.ste(y_float, q * out_scale)
+    return integer_kernels.ste(y_float, q * out_scale)
 
 
 @register("AVERAGE_POOL_2D", check=_pool_check)

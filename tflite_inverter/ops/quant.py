@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import tf
-from . import hybrid
+from . import integer_kernels
 from .common import integer_range
 from .context import OpContext
 from .fixedpoint import mbqm
@@ -45,7 +45,7 @@ def quantize(ctx: OpContext) -> list[Any]:
     zp_out = int(dst.quantization.zero_point[0])
     if s_in <= 0 or s_out <= 0:
         return [tf.identity(x)]
-    q = tf.cast(hybrid.to_int(x, s_in), tf.int64)  # the stored code minus its zero point
+    q = tf.cast(integer_kernels.to_int(x, s_in), tf.int64)  # the stored code minus its zero point
     lo, hi = integer_range(dst.type_name)
     ratio = float(np.float32(s_in) / np.float32(s_out))
     if src.type_name != "INT16" and dst.type_name == src.type_name and 2.0 ** -8 <= ratio <= 2.0 ** 7:
@@ -55,7 +55,7 @@ def quantize(ctx: OpContext) -> list[Any]:
     else:
         code = mbqm(q, float(np.float64(s_in) / np.float64(s_out))) + zp_out
     y = tf.clip_by_value(tf.cast(code, tf.float32), float(lo), float(hi))
-    return [hybrid.ste(x, (y - zp_out) * s_out)]
+    return [integer_kernels.ste(x, (y - zp_out) * s_out)]
 
 
 @register("DEQUANTIZE")

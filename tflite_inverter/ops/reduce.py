@@ -45,7 +45,7 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
-from . import hybrid
+from . import integer_kernels
 from .common import integer_range, raw_codes, round_half_away
 from .context import OpContext
 from .fixedpoint import mbqm_double, quantize_multiplier
@@ -87,7 +87,7 @@ def _make_reducer(fn: Callable[..., Any], name: str) -> Callable[[Any], list[Any
         if exact is not None:
             layout = _integer_layout(ctx, axes)
             if layout is not None:
-                q = exact(ctx, hybrid.to_int(x, layout.in_scale), layout)
+                q = exact(ctx, integer_kernels.to_int(x, layout.in_scale), layout)
                 if q is not None:
                     lo, hi = integer_range(layout.type_name)
                     q = tf.clip_by_value(q, float(lo), float(hi))
@@ -95,7 +95,7 @@ def _make_reducer(fn: Callable[..., Any], name: str) -> Callable[[Any], list[Any
                     # (a saturated product may be huge or infinite) the exact value survives ste.
                     real_lo, real_hi = ((v - layout.out_zp) * layout.out_scale for v in (lo, hi))
                     y = tf.clip_by_value(tf.where(tf.math.is_nan(y), tf.zeros_like(y), y), real_lo, real_hi)
-                    return [hybrid.ste(y, tf.reshape((q - layout.out_zp) * layout.out_scale, tf.shape(y)))]
+                    return [integer_kernels.ste(y, tf.reshape((q - layout.out_zp) * layout.out_scale, tf.shape(y)))]
         return [y]
 
     return rebuild
@@ -170,7 +170,7 @@ def _exact_sum(ctx: OpContext, q: Any, lay: _Layout) -> Any:
 
 def _mbqm_int64(x: Any, mult: int, shift: int) -> Any:
     """TFLite's int64 ``MultiplyByQuantizedMultiplier``: the 31-bit multiplier reduced to 15 bits,
-    one rounding-half-up right shift (the form :func:`.hybrid.requantize_fixed` calls ``wide``)."""
+    one rounding-half-up right shift (the form :func:`.integer_kernels.requantize_fixed` calls ``wide``)."""
     m = (mult + (1 << 15)) >> 16 if mult < 0x7FFF0000 else 0x7FFF
     total = 15 - shift
     if total <= 0:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
-from . import hybrid
+from . import integer_kernels
 from .common import raw_codes
 from .context import OpContext
 from .registry import register
@@ -113,7 +113,7 @@ def _exact_bilinear(ctx: OpContext, x: Any, y_float: Any) -> Any | None:
     else:  # (acc + 2**21) >> 22
         q = (acc + 2 ** 21) // 2 ** 22
     s_out, zp_out = float(qo.scale[0]), int(qo.zero_point[0])
-    return hybrid.ste(raw_codes(y_float, in_t, out_t), tf.cast(q - zp_out, tf.float32) * s_out)
+    return integer_kernels.ste(raw_codes(y_float, in_t, out_t), tf.cast(q - zp_out, tf.float32) * s_out)
 
 
 @register("RESIZE_BILINEAR", check=_bilinear_check)

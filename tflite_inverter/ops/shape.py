@@ -30,7 +30,7 @@ import numpy as np
 
 from .._tf import tf
 from ..model.ir import Operator, Subgraph
-from . import hybrid
+from . import integer_kernels
 from .common import constant_pad, raw_codes, round_half_away
 from .context import OpContext
 from .registry import register
@@ -224,10 +224,10 @@ def _rescaled_uint8(x: Any, t: Any, out: Any) -> Any:
         return tf.zeros_like(x)
     scale = np.float32(s_in * (np.float32(1) / s_out))
     bias = np.float32(-z_in) * scale
-    codes = tf.cast(hybrid.to_int(x, float(s_in)), tf.float32) + float(z_in)  # stored uint8 codes
+    codes = tf.cast(integer_kernels.to_int(x, float(s_in)), tf.float32) + float(z_in)  # stored uint8 codes
     q = round_half_away(codes * scale + bias) + float(z_out)
     y = (tf.clip_by_value(q, 0.0, 255.0) - float(z_out)) * float(s_out)
-    return hybrid.ste(x, y)
+    return integer_kernels.ste(x, y)
 
 
 @register("CONCATENATION", check=_concat_check)
