@@ -86,6 +86,15 @@ def mbqm(x: Any, m: float) -> Any:
     return mbqm_double(x, *quantize_multiplier(m))
 
 
+def _doubling_high_mul(a: np.ndarray, b: np.ndarray, bits: int) -> np.ndarray:
+    """The rounding high half of ``2 a b`` for ``bits``-wide integers held in int64 numpy arrays
+    (gemmlowp's nudge ``+-2**(bits-2)``, then a division by ``2**(bits-1)`` truncating toward zero as
+    C++ does); the callers add the one saturating case."""
+    ab = np.asarray(a, np.int64) * np.asarray(b, np.int64)
+    nudged = ab + np.where(ab >= 0, 1 << (bits - 2), 1 - (1 << (bits - 2)))
+    return np.sign(nudged) * (np.abs(nudged) // (1 << (bits - 1)))
+
+
 def rounding_divide_by_pot_np(x: np.ndarray, e: int) -> np.ndarray:
     """gemmlowp::RoundingDivideByPOT on int64 numpy values (``e <= 0``: unchanged)."""
     if e <= 0:
@@ -103,9 +112,7 @@ def mbqm_np(v: np.ndarray, real: float) -> np.ndarray:
     v = np.asarray(v, dtype=np.int64)
     if shift > 0:
         v = np.clip(v << shift, -(1 << 31), (1 << 31) - 1)
-    ab = v * mult
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    h = np.sign(nudged) * (np.abs(nudged) // (1 << 31))  # C++ division truncates toward zero
+    h = srdhm_np(v, mult)  # mult < 2**31: never the saturating INT32_MIN * INT32_MIN case
     return rounding_divide_by_pot_np(h, -shift) if shift < 0 else h
 
 
@@ -120,10 +127,7 @@ def _wrap16(x: np.ndarray) -> np.ndarray:
 def srdhm16(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16 values in int64 numpy arrays."""
     b = np.broadcast_to(np.asarray(b, dtype=np.int64), np.shape(a))
-    ab = a * b
-    v = ab + np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
-    q = np.sign(v) * (np.abs(v) // (1 << 15))  # C++ division truncates toward zero
-    return np.where((a == b) & (a == -32768), 32767, _wrap16(q))
+    return np.where((a == b) & (a == -32768), 32767, _wrap16(_doubling_high_mul(a, b, 16)))
 
 
 def _sat_pot16(x: np.ndarray, e: int) -> np.ndarray:
@@ -208,10 +212,7 @@ def q15_table(fn: str, ibits: int) -> np.ndarray:
 def srdhm_np(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
     """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int64 numpy arrays holding int32 values."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    ab = a * b
-    nudged = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    hi = np.sign(nudged) * (np.abs(nudged) // (1 << 31))
-    return np.where((a == I32_MIN) & (b == I32_MIN), I32_MAX, hi)
+    return np.where((a == I32_MIN) & (b == I32_MIN), I32_MAX, _doubling_high_mul(a, b, 32))
 
 
 def _wrap32(x: np.ndarray) -> np.ndarray:
