@@ -13,8 +13,8 @@ from tests.helpers import run_interpreter, tf
 from tflite_inverter.cli.quantize import add_quantize
 from tflite_inverter.errors import OutputExistsError, UsageError
 from tflite_inverter.model.reader import read_model
-from tflite_inverter.quantization.accuracy import float_ops, output_metrics
 from tflite_inverter.quantization.calibration import RANDOM_WARNING
+from tflite_inverter.quantization.metrics import float_ops, output_metrics
 from tflite_inverter.quantization.pipeline import quantize
 
 H, W, C, CLASSES = 16, 16, 3, 10

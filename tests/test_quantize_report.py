@@ -124,7 +124,7 @@ def test_worst_layers_pairs_tensors_by_data_flow_when_names_differ(narrow_then_w
     finds the same worst layer with the same SQNR."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    from tflite_inverter.quantization.accuracy import worst_layers
+    from tflite_inverter.quantization.layers import worst_layers
 
     model, calib = narrow_then_wide
     out, rep = tmp_path / "q.tflite", tmp_path / "r.json"
@@ -187,16 +187,16 @@ def test_a_float_op_left_in_an_int8_result_exits_6(narrow_then_wide, tmp_path, m
 
 def test_a_reused_ranges_result_beyond_1_lsb_of_the_source_exits_6(tmp_path, monkeypatch):
     """The comparison with the source is real; one element of the result is moved by 2 LSB."""
-    from tflite_inverter.quantization import accuracy
+    from tflite_inverter.quantization import reuse
 
-    real = accuracy.lsb_metrics
+    real = reuse.lsb_metrics
 
     def shifted(name, src, got, lsb):
         got = [np.array(g, dtype=np.float64) for g in got]
         got[0].flat[0] += 2 * lsb
         return real(name, src, got, lsb)
 
-    monkeypatch.setattr(accuracy, "lsb_metrics", shifted)
+    monkeypatch.setattr(reuse, "lsb_metrics", shifted)
     monkeypatch.setenv("TFLITE_INVERTER_IN_PROCESS", "1")  # the patch lives in this process
     out = tmp_path / "q.tflite"
     with pytest.raises(VerificationError, match="outputs_within_1_lsb") as err:

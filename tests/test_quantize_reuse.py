@@ -20,7 +20,7 @@ from tests.helpers import tf, to_tflite
 from tflite_inverter.cli.quantize import add_quantize
 from tflite_inverter.errors import InterpreterError, UsageError
 from tflite_inverter.model.reader import read_model
-from tflite_inverter.quantization.accuracy import match_graphs
+from tflite_inverter.quantization.matching import match_graphs
 from tflite_inverter.quantization.pipeline import quantize
 
 SAMPLES = ["int8.tflite", "int8_uint8_io.tflite", "per_tensor_int8.tflite"]
@@ -423,7 +423,7 @@ def test_weights_the_converter_transformed_are_not_replaced(tmp_path):
     filter negated: that op keeps the converter's constants, the others take the source's."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    from tflite_inverter.quantization.accuracy import compare_constants
+    from tflite_inverter.quantization.matching import compare_constants
     from tflite_inverter.quantization.reuse import _restore_source_weights
 
     src = read_model(str(SAMPLE_DIR / "per_tensor_int8.tflite"))

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import tf
 from tflite_inverter.errors import UsageError
 from tflite_inverter.model.reader import read_model
-from tflite_inverter.quantization.accuracy import float_ops
+from tflite_inverter.quantization.metrics import float_ops
 from tflite_inverter.quantization.pipeline import quantize
 
 N = 32

@@ -1,6 +1,7 @@
 """Child process that runs the original model in the TFLite interpreter.
 
-Run as ``python -m tflite_inverter.conversion._interp_child MODEL RUNS.json IN.npz OUT.npz [--builtin]``. It lives
+Run as ``python -m tflite_inverter.conversion._interp_child MODEL RUNS.json IN.npz OUT.npz
+[--builtin | --all-tensors]``. It lives
 in its own process because the interpreter can crash (segfault) on real files; the parent turns a
 crash into a clear message instead of dying with it. It imports only the interpreter, not TensorFlow,
 when ``ai_edge_litert`` is installed.
@@ -16,6 +17,11 @@ The reference comes from the default kernels (XNNPACK where it applies); when th
 built-in kernels (``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``). ``--builtin`` runs the
 built-in kernels only: the parent runs that as a second child to measure the reference's own spread
 (the two kernel sets' disagreement), so a crash there cannot cost the reference itself.
+
+``--all-tensors`` is ``quantize``'s per-layer comparison: the interpreter keeps every intermediate
+(``experimental_preserve_all_tensors``), each run sets subgraph 0's tensors ``tensor_inputs`` (by
+index, resizing where the shape differs), invokes, and returns the tensors ``extra``; one the
+interpreter freed or never allocated comes back as ``rR_oK_absent``.
 """
 
 from __future__ import annotations
@@ -59,11 +65,19 @@ def _builtin(Interpreter, model_path: str):
 
 def main(argv: list[str]) -> int:
     builtin_only = "--builtin" in argv
-    model_path, runs_path, in_path, out_path = [a for a in argv if a != "--builtin"]
+    model_path, runs_path, in_path, out_path = [a for a in argv if a not in ("--builtin", "--all-tensors")]
     with open(runs_path) as fh:
         runs = json.load(fh)
     inputs = np.load(in_path, allow_pickle=False)
     Interpreter = _interpreter_class()
+    if "--all-tensors" in argv:
+        import warnings
+
+        with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
+            warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
+            interp = Interpreter(model_path=model_path, experimental_preserve_all_tensors=True)
+        np.savez(out_path, **_run_all_tensors(interp, runs, inputs))
+        return 0
     if builtin_only:
         results = _run(_builtin(Interpreter, model_path), runs, inputs)
         kernels = "built-in kernels"
@@ -124,6 +138,28 @@ def _run(interp, runs, inputs) -> dict[str, np.ndarray]:
             if o.dtype == object:  # string tensors: npz without pickle needs fixed-width bytes
                 o = o.astype(np.bytes_)
             results[f"r{r}_o{k}"] = o
+    return results
+
+
+def _run_all_tensors(interp, runs, inputs) -> dict[str, np.ndarray]:
+    results: dict[str, np.ndarray] = {}
+    allocated = None
+    for r, run in enumerate(runs):
+        arrays = [inputs[f"r{r}_i{k}"] for k in range(len(run["tensor_inputs"]))]
+        shapes = [a.shape for a in arrays]
+        if shapes != allocated:
+            for i, a in zip(run["tensor_inputs"], arrays):
+                interp.resize_tensor_input(int(i), a.shape)
+            interp.allocate_tensors()
+            allocated = shapes
+        for i, a in zip(run["tensor_inputs"], arrays):
+            interp.set_tensor(int(i), a)
+        interp.invoke()
+        for k, i in enumerate(run["extra"]):
+            try:
+                results[f"r{r}_o{k}"] = np.array(interp.get_tensor(int(i)))
+            except ValueError:  # a tensor the interpreter freed or never allocated
+                results[f"r{r}_o{k}_absent"] = np.array(True)
     return results
 
 

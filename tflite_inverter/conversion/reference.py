@@ -40,6 +40,19 @@ def run_tflite(model_path: str, runs: list[tuple[str | None, list[str], list[str
                       [arrays for *_, arrays in runs], timeout, info, ["--builtin"] if builtin else [])
 
 
+def run_all_tensors(model_path: str, feeds: list[list[tuple[int, np.ndarray]]], read: list[int],
+                    timeout: float = 600.0) -> list[dict[int, np.ndarray]]:
+    """Run subgraph 0 of the model once per feed in the interpreter child, keeping every intermediate
+    tensor (``experimental_preserve_all_tensors``, default kernels); one ``{tensor index: value}`` per
+    feed. A feed is ``(input tensor index, array)`` pairs; an array of another shape than the stored
+    one resizes that input. A tensor of ``read`` that the interpreter freed or never allocated is left
+    out of the dict."""
+    specs = [{"tensor_inputs": [int(i) for i, _ in feed], "extra": [int(i) for i in read]} for feed in feeds]
+    outs = _run_child("tflite_inverter.conversion._interp_child", "the TFLite interpreter", model_path, specs,
+                      [[a for _, a in feed] for feed in feeds], timeout, None, ["--all-tensors"])
+    return [{i: v for i, v in zip(read, got) if v is not None} for got in outs]
+
+
 def run_micro(model_path: str, runs: list[tuple[list[int], list[int], list[np.ndarray]]], timeout: float = 600.0,
               info: dict[str, str] | None = None) -> list[list[np.ndarray]]:
     """Run the original model in TFLite Micro (child process :mod:`._micro_child`); one output list
@@ -94,9 +107,9 @@ def _run_child(module: str, what: str, model_path: str, specs: list[dict[str, An
         outs = []
         for r in range(len(specs)):
             k = 0
-            got = []
-            while f"r{r}_o{k}" in data:
-                got.append(data[f"r{r}_o{k}"])
+            got: list[np.ndarray | None] = []
+            while f"r{r}_o{k}" in data or f"r{r}_o{k}_absent" in data:  # absent: a freed tensor (--all-tensors)
+                got.append(data[f"r{r}_o{k}"] if f"r{r}_o{k}" in data else None)
                 k += 1
             outs.append(got)
         return outs

@@ -14,11 +14,11 @@ from ..errors import (
 )
 from ..model import ir
 from ..model.qparams import dequantize_values, quantize_values
-from .accuracy import (
-    output_metrics,
-)
 from .converter import _run_converter, converter_for
 from .interface import restore_interface
+from .layers import worst_layers
+from .matching import match_graphs
+from .metrics import output_metrics
 from .source import _Sig, _Source
 
 
@@ -100,8 +100,6 @@ def _signature_names(plan: Any, ins: list[str], outs: list[str], have_in: Any, h
 def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> list[dict[str, Any]] | dict[str, str]:
     """The five layers that lose the most precision: the float model converted from the same
     SavedModel (so the converter names its tensors alike) against ``blob``, both in the interpreter."""
-    from .accuracy import worst_layers
-
     try:
         conv = converter_for(src.saved_dir, src.keys[:1], "float32", "float32", "float32", False, None)
         float_blob = _run_converter(conv, "float32")
@@ -114,15 +112,13 @@ def _worst_layers(src: _Source, blob: bytes, held: list[list[np.ndarray]]) -> li
 
 
 def _source_layer_names(src: _Source, blob: bytes, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Name each :func:`.accuracy.worst_layers` row after the SOURCE tensor its tensor stands for
-    (paired by data flow, :func:`.accuracy.match_graphs`, same shape): ``tensor`` is the source's
+    """Name each :func:`.layers.worst_layers` row after the SOURCE tensor its tensor stands for
+    (paired by data flow, :func:`.matching.match_graphs`, same shape): ``tensor`` is the source's
     name where there is one, ``result_tensor`` the name in the written model, ``source_tensor`` the
     source's name or None (an op the converter added or fused: the row keeps the result's name)."""
     if src.model is None or not rows:
         return rows
     from ..model.reader import read_model
-    from .accuracy import match_graphs
-
     res = read_model(blob)
     ssg = src.model.subgraphs[src.plan.subgraph_index]
     try:

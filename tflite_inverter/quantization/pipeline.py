@@ -59,13 +59,12 @@ from ..model.input_shapes import (
     InputShapesArg,
     parse_input_shapes,
 )
-from .accuracy import (
-    float_ops,
-)
 from .calibration import CalibrationData, load_calibration, parse_floats
 from .converter import _run_converter, _signatures_dataset, converter_for
 from .evaluate import _evaluate, _reference, _target_report, _uint8_check, _worst_layers
 from .interface import restore_interface
+from .matching import compare_activations, compare_constants
+from .metrics import float_ops
 from .recipe import (
     CALIBRATED,
     EVAL_RANDOM_SAMPLES,
@@ -327,8 +326,6 @@ def _quantize_work(source: str, output: str, tmp_path: str, calib: str | None, d
                 result.warnings.append("the uint8 result did not run in the TFLite interpreter: "
                                        + str(result.uint8_check["run_error"]))
         if match is not None:
-            from .accuracy import compare_activations, compare_constants
-
             src_sg = src.model.subgraphs[src.plan.subgraph_index]
             result.weights_check = compare_constants(src_sg, written.main, match)
             result.activations_check = compare_activations(src_sg, written.main, match)

@@ -6,12 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .accuracy import (
-    format_lsb_metrics,
-    format_metrics,
-    format_worst_layers,
-    json_safe,
-)
+from .layers import format_worst_layers
+from .metrics import format_lsb_metrics, format_metrics, json_safe
 
 
 @dataclass

@@ -17,11 +17,10 @@ from ..errors import (
 )
 from ..model import ir
 from ..model.qparams import dequantize_values, lsb_scale, quantize_values
-from .accuracy import (
-    float_ops,
-)
 from .converter import _dataset, _run_converter, converter_for
 from .evaluate import _io_pairs
+from .matching import constant_scale, dequantize_constant, describe_difference, match_graphs
+from .metrics import float_ops, lsb_metrics
 from .recipe import _recipe
 from .source import _Source
 
@@ -171,8 +170,6 @@ def _range_samples(src: _Source, n: int, seed: int) -> list[list[np.ndarray]]:
 def _restore_mismatch(ts: ir.Tensor, tr: ir.Tensor) -> str | None:
     """Why the result constant ``tr`` is not the converter's quantization of the source's ``ts``
     (None: it is, within half a step of each, so ``ts``'s integers may replace it)."""
-    from .accuracy import constant_scale, dequantize_constant
-
     if not tr.is_constant:
         return "computed in the result"
     if tuple(tr.shape) != tuple(ts.shape):
@@ -200,7 +197,6 @@ def _restore_source_weights(blob: bytes, src: ir.Subgraph, res: ir.Model, match:
     """
     from tensorflow.lite.python import schema_py_generated as fb
 
-    from .accuracy import describe_difference
     from .fbedit import pack, unpack
 
     model = unpack(blob)
@@ -327,8 +323,6 @@ def _convert_reusing_ranges(src: _Source, dtype: str, io_in: str, io_out: str, p
     uint8) every int8 tensor shifted to uint8 and (for an all-uint8 source) the source's op versions
     restored. Returns the model and what was done."""
     from ..model.reader import read_model
-    from .accuracy import match_graphs
-
     samples = _range_samples(src, REUSE_SAMPLES, seed)
     conv = converter_for(src.saved_dir, src.keys[:1], *_recipe(dtype, io_in, io_out), per_tensor,
                          _dataset(src.inputs, samples, progress_bar))
@@ -372,8 +366,6 @@ def _compare_with_source(path: str, src: _Source, n: int, seed: int) -> list[dic
     from ..conversion.reference import run_tflite
     from ..model.reader import read_model
     from ..ops.common import integer_range
-    from .accuracy import lsb_metrics
-
     res = read_model(path)
     in_pairs, out_pairs = _io_pairs(res, src)
     ssg = src.model.subgraphs[src.plan.subgraph_index]
