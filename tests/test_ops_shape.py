@@ -706,6 +706,9 @@ REFUSED = {
                                         {"idx_out_type": "INT16"}), "idx_out_type INT16"),
     "where_on_zero_point": (single_op, ("WHERE", [([4], "INT8", None, {"scale": [0.1], "zero_point": [3]})],
                                         [([4, 1], "INT64")]), "zero point"),
+    "dilate_runtime_factors": (single_op, ("DILATE", [([3, 4], "FLOAT32", None), ([2], "INT32", None),
+                                                      ([], "FLOAT32", np.array(0.5))], [([5, 7], "FLOAT32")]),
+                               "run-time dilation factors"),
 }
 
 

@@ -19,7 +19,7 @@ from .._tf import tf
 from ..model.ir import Operator, Subgraph
 from . import sparse  # noqa: F401  (registers DENSIFY)
 from .context import OpContext
-from .registry import register
+from .registry import constant_input_check, register
 
 
 # -- non-max suppression ------------------------------------------------------------------------------
@@ -152,13 +152,7 @@ def bucketize(ctx: OpContext) -> list[Any]:
     return [tf.raw_ops.Bucketize(input=ctx.input(0), boundaries=b)]
 
 
-def _rfft2d_check(op: Operator, sg: Subgraph) -> list[str]:
-    if len(op.inputs) < 2 or op.inputs[1] < 0 or not sg.tensors[op.inputs[1]].is_constant:
-        return ["fft_length must be a constant"]
-    return []
-
-
-@register("RFFT2D", check=_rfft2d_check)
+@register("RFFT2D", check=constant_input_check(1, "fft_length must be a constant"))
 def rfft2d(ctx: OpContext) -> list[Any]:
     """2-D real FFT over the innermost two axes (input cropped / zero-padded to ``fft_length``)."""
     n = [int(v) for v in np.asarray(ctx.const(1)).reshape(-1)]

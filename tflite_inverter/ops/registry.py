@@ -30,6 +30,17 @@ CheckFn = Callable[[Operator, Subgraph], list[str]]
 #: A check that needs the whole model (e.g. the body subgraph an op names).
 ModelCheckFn = Callable[[Operator, Subgraph, Any], list[str]]
 
+def constant_input_check(index: int, problem: str) -> CheckFn:
+    """A check naming ``problem`` when the operator's input ``index`` is absent or not a constant
+    (an input the rebuild needs at build time: an FFT length, dilation factors)."""
+
+    def check(op: Operator, sg: Subgraph) -> list[str]:
+        t = sg.input_of(op, index)
+        return [] if t is not None and t.is_constant else [problem]
+
+    return check
+
+
 #: Modules holding rebuilders, one per op family. A new family is one line here.
 FAMILIES: tuple[str, ...] = (
     "elementwise",

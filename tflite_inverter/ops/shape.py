@@ -33,7 +33,7 @@ from ..model.ir import Operator, Subgraph
 from . import integer_kernels
 from .common import constant_pad, raw_codes, round_half_away
 from .context import OpContext
-from .registry import register
+from .registry import constant_input_check, register
 
 
 # -- parameter helpers -----------------------------------------------------------------------------
@@ -404,13 +404,8 @@ def reverse_sequence(ctx: OpContext) -> list[Any]:
                                 batch_axis=int(o.get("batch_dim", 0)))]
 
 
-def _dilate_check(op: Operator, sg: Subgraph) -> list[str]:
-    if len(op.inputs) < 2 or op.inputs[1] < 0 or not sg.tensors[op.inputs[1]].is_constant:
-        return ["run-time dilation factors (only constant ones are rebuilt)"]
-    return []
-
-
-@register("DILATE", check=_dilate_check)
+@register("DILATE", check=constant_input_check(
+    1, "run-time dilation factors (only constant ones are rebuilt)"))
 def dilate(ctx: OpContext) -> list[Any]:
     """Interior padding: ``dilations[i] - 1`` copies of the padding value between neighbours along
     axis i. No single TF op does this, so each dilated axis is expand_dims + pad + reshape + slice.
