@@ -154,3 +154,20 @@ def test_ops_import_neither_the_builder_nor_later_stages():
         if _top(name) == "ops":
             assert not {_top(m) for m in GRAPH[name]} & {"rebuild", "conversion", "quantization", "coverage", "cli"}, \
                 (name, GRAPH[name])
+
+
+def _body_lines(fn: ast.FunctionDef) -> int:
+    """Lines of a function's body without its docstring."""
+    body = fn.body[1:] if isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant) else fn.body
+    return body[-1].end_lineno - body[0].lineno + 1
+
+
+def test_the_quantize_pipeline_reads_as_a_list_of_stages():
+    """quantize() is a short list of stage calls (like ai-edge-quantizer's Quantizer.quantize), the
+    child's part too, and no stage of the pipeline module grows into a second pipeline."""
+    tree = ast.parse((PKG / "quantization" / "pipeline.py").read_text())
+    fns = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert _body_lines(fns["quantize"]) <= 12
+    assert _body_lines(fns["_quantize_work"]) <= 40
+    long = {name: _body_lines(fn) for name, fn in fns.items() if _body_lines(fn) > 50}
+    assert long == {}, f"stages over 50 lines: {long}"

@@ -247,10 +247,14 @@ def test_reused_children_are_kept_per_setting_and_replaced_after_a_crash(monkeyp
         assert run_isolated(os.getpid, {}, model="m") == first
         scratch = run_isolated(tempfile_gettempdir, {}, model="m")
         assert Path(scratch).is_dir()
-        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+        before = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1" if before == "0" else "0")  # another setting than now
         other = run_isolated(os.getpid, {}, model="m")
         assert other != first
-        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+        if before is None:
+            monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS")
+        else:
+            monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", before)
         monkeypatch.chdir(tmp_path)
         assert run_isolated(os.getpid, {}, model="m") not in (first, other)
         with pytest.raises(TensorFlowCrashError, match="crashed"):

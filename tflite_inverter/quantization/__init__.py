@@ -3,7 +3,8 @@ drops into the source's place.
 
 ``pipeline`` (:func:`pipeline.quantize`, what ``tflite-inverter quantize`` runs: the stages ``recipe``,
 ``source``, ``converter``, ``reuse``, ``evaluate``, ``result``), ``calibration``
-(data loading), ``accuracy`` (per-output and per-layer metrics against the float model),
+(data loading), ``metrics`` (per-output SQNR, cosine, top-1, LSB), ``matching`` (result and source paired by data
+flow), ``layers`` (per-layer SQNR against the float model),
 ``uint8_rewrite`` (the lossless int8 -> uint8 flatbuffer rewrite), ``interface`` (restoring the
 source's I/O order, names, signatures and metadata), ``fbedit`` (flatbuffer edits through TensorFlow's object API), ``converter_fixups``.
 """

@@ -36,7 +36,7 @@ class QuantizeResult:
     weights_restore: dict[str, Any] | None = None  # reuse: weights given the source's parameters
     graph_match: dict[str, Any] | None = None  # reuse: the result's ops paired with the source's
     #: calibrated recipes: the quantized activations with the lowest SQNR vs the float model's
-    #: (:func:`.accuracy.worst_layers`), or a dict ``{"unavailable": why}``
+    #: (:func:`.layers.worst_layers`), or a dict ``{"unavailable": why}``
     worst_layers: list[dict[str, Any]] | dict[str, str] | None = None
     #: ``--dtype uint8``: ops with no uint8 kernel (by ``targets/uint8_kernels.json``) and whether the
     #: result ran in the interpreter: ``{"ops_without_uint8_kernel": [...], "ran": bool, "run_error": str|None}``
