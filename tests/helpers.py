@@ -327,3 +327,12 @@ def accumulator_model(init_ops: list, init_tensors: list) -> bytes:
         inputs=[0], outputs=[3], subgraphs=[init],
         signature_defs=[{"signature_key": "serving_default", "subgraph_index": 0,
                          "inputs": [{"name": "x", "tensor_index": 0}], "outputs": [{"name": "y", "tensor_index": 3}]}])
+
+
+def assert_corpus_file_verifies(path: Any, out_dir: Any) -> None:
+    """``convert`` of a corpus file verifies it: something compared, and every output within its rule."""
+    from tflite_inverter.conversion.pipeline import convert
+
+    result = convert(str(path), str(out_dir))
+    assert result.verified and result.checks
+    assert all(c.passed for c in result.checks), [c.to_json() for c in result.checks]

@@ -25,7 +25,7 @@ from tflite_inverter.model.reader import read_model
 from tflite_inverter.rebuild import check_supported, make_module
 
 from .conftest import corpus_file
-from .helpers import run_interpreter, run_rebuilt
+from .helpers import assert_corpus_file_verifies, run_interpreter, run_rebuilt
 from .tflite_builder import build_model, patch_model
 
 RNG = np.random.default_rng(42)
@@ -576,12 +576,7 @@ CORPUS = [
 @pytest.mark.corpus
 @pytest.mark.parametrize("name", CORPUS)
 def test_corpus_recurrent_models_verify(name, tmp_path):
-    path = corpus_file(name)
-    from tflite_inverter.conversion.pipeline import convert
-
-    result = convert(str(path), str(tmp_path / "sm"))
-    assert result.verified and result.checks
-    assert all(c.passed for c in result.checks), [c.to_json() for c in result.checks]
+    assert_corpus_file_verifies(corpus_file(name), tmp_path / "sm")
 
 
 @pytest.mark.corpus
