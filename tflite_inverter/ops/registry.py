@@ -30,6 +30,7 @@ CheckFn = Callable[[Operator, Subgraph], list[str]]
 #: A check that needs the whole model (e.g. the body subgraph an op names).
 ModelCheckFn = Callable[[Operator, Subgraph, Any], list[str]]
 
+
 def constant_input_check(index: int, problem: str) -> CheckFn:
     """A check naming ``problem`` when the operator's input ``index`` is absent or not a constant
     (an input the rebuild needs at build time: an FFT length, dilation factors)."""

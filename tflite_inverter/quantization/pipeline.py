@@ -166,16 +166,27 @@ class _Plan:
     evaluate: bool
     seed: int
     progress_bar: bool
-    reuse_source: bool  # an already-quantized .tflite without --calib: its own ranges are reused
-    form: _SourceForm | None  # that source's form (None when calibrating)
+    form: _SourceForm | None  # an already-quantized .tflite without --calib: its form (None when calibrating)
     restore: bool  # the source's weights are restored bit for bit (reuse path)
-    needs_calib: bool
     start: float
     input_shapes: InputShapesArg
 
     @property
     def per_tensor(self) -> bool:
         return self.granularity == "per-tensor"
+
+    @property
+    def reuse_source(self) -> bool:
+        """The source's own ranges are reused (no calibration)."""
+        return self.form is not None
+
+    @property
+    def legacy_uint8(self) -> bool:
+        return self.form is not None and self.form.legacy_uint8
+
+    @property
+    def needs_calib(self) -> bool:
+        return self.dtype in CALIBRATED and not self.reuse_source
 
 
 @dataclass
@@ -229,17 +240,17 @@ def _plan(source: str, output: str, *, report: str | None, calib: str | None, dt
         _io.check_output_file(path, force)
     if os.path.abspath(output) == os.path.abspath(source):
         raise UsageError("the output would replace SOURCE; choose another path")
-    needs_calib = dtype in CALIBRATED and reuse is None
-    if needs_calib and calib is None:
+    plan = _Plan(source=source, output=output, calib=calib, dtype=dtype, io=io, io_in=io_in, io_out=io_out,
+                 granularity=granularity, target=target, mean_v=mean_v, std_v=std_v, samples=samples,
+                 evaluate=evaluate, seed=seed, progress_bar=progress_bar, form=form, restore=restore, start=start,
+                 input_shapes=input_shapes)
+    if plan.needs_calib and calib is None:
         hint = ""
         if dtype == "int16x8" and _quantized_source(source, None, None) is not None:
             hint = " (an already-quantized source's own ranges give int8/uint8 only)"
         raise UsageError(f"--dtype {dtype} needs calibration data{hint}: --calib DATA (.npy, .npz keyed by input "
                          "name, or a folder of images); --calib random only for a smoke test")
-    return _Plan(source=source, output=output, calib=calib, dtype=dtype, io=io, io_in=io_in, io_out=io_out,
-                 granularity=granularity, target=target, mean_v=mean_v, std_v=std_v, samples=samples,
-                 evaluate=evaluate, seed=seed, progress_bar=progress_bar, reuse_source=reuse is not None, form=form,
-                 restore=restore, needs_calib=needs_calib, start=start, input_shapes=input_shapes)
+    return plan
 
 
 def _run_in_child(plan: _Plan, progress: Callable[[str], None] | None) -> QuantizeResult:
@@ -342,14 +353,13 @@ def _samples(plan: _Plan, src: Any, result: QuantizeResult, progress: Callable[[
     if plan.reuse_source:
         result.reference = "source"
         result.lossless = plan.restore
-        legacy = plan.form is not None and plan.form.legacy_uint8
         result.calibration = {
             "kind": "source ranges", "representative_samples": REUSE_SAMPLES,
             "note": "activation scales and zero points are the source's (fake-quant ops in the rebuilt graph); "
                     "the synthetic representative samples span the input range and set no range",
             "weights": ("the source's scales, zero points and integers" if plan.restore else
                         "new per-channel scales from the converter ("
-                        + ("the source's asymmetric uint8 weights do not fit int8 kernels)" if legacy
+                        + ("the source's asymmetric uint8 weights do not fit int8 kernels)" if plan.legacy_uint8
                            else "the source's weights are per-tensor)")),
         }
         result.evaluated_on = (f"{EVAL_RANDOM_SAMPLES} seeded inputs over the source's input range, against the "
@@ -389,8 +399,7 @@ def _convert(plan: _Plan, src: Any, samples: _Samples, result: QuantizeResult,
     if plan.reuse_source:
         _io.log(progress, f"converting with the source's ranges ({plan.dtype}, {plan.granularity}, {io_desc})")
         blob, info = _convert_reusing_ranges(src, plan.dtype, plan.io_in, plan.io_out, plan.per_tensor, plan.restore,
-                                             plan.form is not None and plan.form.legacy_uint8, plan.seed, progress,
-                                             plan.progress_bar)
+                                             plan.legacy_uint8, plan.seed, progress, plan.progress_bar)
         match = info["match"]
         result.graph_match = _match_json(match)
         if "op_versions_restored" in info:
